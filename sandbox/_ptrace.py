@@ -1,0 +1,208 @@
+"""The one place that speaks ptrace and reads tracee memory.
+
+python-ptrace supplies the ptrace() binding and the register layout; what it lacks
+(PTRACE_SEIZE/INTERRUPT/LISTEN, the seccomp and exit-kill options,
+PTRACE_GET_SYSCALL_INFO, process_vm_readv) is added here with ctypes. Every call that
+names a tracee may find it gone (killed, exited); that is `TraceeGone`, never a crash.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from typing import NamedTuple
+
+from ptrace import PtraceError
+from ptrace.binding import func as _pt
+
+from .abi import Abi, syscall_number
+from .decode import Malformed
+
+PTRACE_SEIZE = 0x4206
+PTRACE_INTERRUPT = 0x4207
+PTRACE_LISTEN = 0x4208
+PTRACE_GET_SYSCALL_INFO = 0x420E
+
+PTRACE_O_TRACEFORK = _pt.PTRACE_O_TRACEFORK
+PTRACE_O_TRACEVFORK = _pt.PTRACE_O_TRACEVFORK
+PTRACE_O_TRACECLONE = _pt.PTRACE_O_TRACECLONE
+PTRACE_O_TRACEEXEC = _pt.PTRACE_O_TRACEEXEC
+PTRACE_O_TRACESECCOMP = 0x80
+PTRACE_O_EXITKILL = 0x100000
+
+PTRACE_EVENT_FORK = _pt.PTRACE_EVENT_FORK
+PTRACE_EVENT_VFORK = _pt.PTRACE_EVENT_VFORK
+PTRACE_EVENT_CLONE = _pt.PTRACE_EVENT_CLONE
+PTRACE_EVENT_EXEC = _pt.PTRACE_EVENT_EXEC
+PTRACE_EVENT_SECCOMP = 7
+PTRACE_EVENT_STOP = 128
+
+PTRACE_SYSCALL_INFO_SECCOMP = 3
+WALL = 0x40000000  # __WALL: wait for threads as well as processes
+
+OPTIONS = (PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE
+           | PTRACE_O_TRACEEXEC | PTRACE_O_TRACESECCOMP | PTRACE_O_EXITKILL)
+
+
+class TraceeGone(Exception):
+    """The tracee vanished (or left its stop) under us."""
+
+
+def _request(command: int, pid: int, addr: int = 0, data: int = 0) -> int:
+    try:
+        return _pt.ptrace(command, pid, addr, data)
+    except PtraceError as error:
+        if error.errno == errno.ESRCH:
+            raise TraceeGone(pid) from None
+        raise
+
+
+def seize(pid: int) -> None:
+    _request(PTRACE_SEIZE, pid, 0, OPTIONS)
+
+
+def cont(pid: int, signal: int = 0) -> None:
+    _request(_pt.PTRACE_CONT, pid, 0, signal)
+
+
+def listen(pid: int) -> None:
+    _request(PTRACE_LISTEN, pid)
+
+
+def interrupt(pid: int) -> None:
+    _request(PTRACE_INTERRUPT, pid)
+
+
+def event_message(pid: int) -> int:
+    message = ctypes.c_ulong()
+    _request(_pt.PTRACE_GETEVENTMSG, pid, 0, ctypes.addressof(message))
+    return message.value
+
+
+class _SyscallInfo(ctypes.Structure):
+    _fields_ = [
+        ("op", ctypes.c_uint8), ("pad", ctypes.c_uint8 * 3), ("arch", ctypes.c_uint32),
+        ("instruction_pointer", ctypes.c_uint64), ("stack_pointer", ctypes.c_uint64),
+        ("nr", ctypes.c_uint64), ("args", ctypes.c_uint64 * 6), ("ret_data", ctypes.c_uint32),
+        ("pad2", ctypes.c_uint32),
+    ]
+
+
+class SyscallInfo(NamedTuple):
+    op: int
+    arch: int
+    nr: int
+    args: tuple[int, ...]
+
+
+def syscall_info(pid: int) -> SyscallInfo:
+    info = _SyscallInfo()
+    _request(PTRACE_GET_SYSCALL_INFO, pid, ctypes.sizeof(info), ctypes.addressof(info))
+    return SyscallInfo(info.op, info.arch, info.nr, tuple(info.args))
+
+
+_REGS = _pt.ptrace_registers_t
+_ORIG_RAX = _REGS.orig_rax.offset
+_RAX = _REGS.rax.offset
+# Where an i386 syscall's arguments live in the x86_64 register file.
+I386_ARG_REGISTERS = ("rbx", "rcx", "rdx", "rsi", "rdi", "rbp")
+
+
+def fail_syscall(pid: int, err: int) -> None:
+    """At a seccomp stop: skip the syscall and make it return -err."""
+    _request(_pt.PTRACE_POKEUSER, pid, _ORIG_RAX, (1 << 64) - 1)
+    _request(_pt.PTRACE_POKEUSER, pid, _RAX, (1 << 64) - err)
+
+
+def rewrite_i386_syscall(pid: int, nr: int, args: tuple[int, ...]) -> None:
+    """At a seccomp stop: make the tracee run another i386 syscall with these arguments
+    (the kernel re-runs the filter on it)."""
+    try:
+        regs = _pt.ptrace_getregs(pid)
+        regs.orig_rax = nr
+        for register, value in zip(I386_ARG_REGISTERS, args):
+            setattr(regs, register, value & 0xFFFFFFFF)
+        _pt.ptrace_setregs(pid, regs)
+    except PtraceError as error:
+        if error.errno == errno.ESRCH:
+            raise TraceeGone(pid) from None
+        raise
+
+
+# --- tracee memory ----------------------------------------------------------------------
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.process_vm_readv.restype = ctypes.c_ssize_t
+_libc.process_vm_readv.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_ulong,
+                                   ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong)
+
+
+class _IoVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+MAX_READ = 1 << 20  # no single decode needs more; larger asks are the tracee's absurdity
+
+
+class TraceeMemory:
+    """Reads one tracee's memory: process_vm_readv, falling back to /proc/PID/mem."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+
+    def read(self, address: int, length: int) -> bytes:
+        if length == 0:
+            return b""
+        if length < 0 or length > MAX_READ or address + length > 1 << 64:
+            raise Malformed(errno.EFAULT, f"read of {length} bytes at {address:#x}")
+        buffer = ctypes.create_string_buffer(length)
+        local = _IoVec(ctypes.cast(buffer, ctypes.c_void_p), length)
+        remote = _IoVec(address, length)
+        got = _libc.process_vm_readv(self.pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+        if got == length:
+            return buffer.raw
+        err = ctypes.get_errno() if got < 0 else errno.EFAULT
+        if got < 0 and err in (errno.ENOSYS, errno.EPERM):
+            return self._read_proc_mem(address, length)
+        if got < 0 and err == errno.ESRCH:
+            raise TraceeGone(self.pid)
+        raise Malformed(errno.EFAULT, f"cannot read {length} bytes at {address:#x}")
+
+    def _read_proc_mem(self, address: int, length: int) -> bytes:
+        try:
+            with open(f"/proc/{self.pid}/mem", "rb", buffering=0) as mem:
+                mem.seek(address)
+                data = mem.read(length)
+        except (OSError, OverflowError, ValueError):
+            data = b""
+        if len(data) != length:
+            raise Malformed(errno.EFAULT, f"cannot read {length} bytes at {address:#x}")
+        return data
+
+
+# --- descriptors of a tracee ------------------------------------------------------------
+
+PIDFD_THREAD = os.O_EXCL  # Linux 6.9: a pidfd for one thread, with its own fd table
+
+
+def _syscall(name: str, *args: int) -> int:
+    result = _libc.syscall(syscall_number(Abi.X86_64, name), *args)
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return result
+
+
+def pidfd_open(pid: int, flags: int = 0) -> int:
+    return _syscall("pidfd_open", pid, flags)
+
+
+def pidfd_getfd(pidfd: int, fd: int) -> int:
+    """A duplicate of another process's descriptor (the same open file), close-on-exec."""
+    return _syscall("pidfd_getfd", pidfd, fd, 0)
+
+
+def waitpid() -> tuple[int, int]:
+    """The next event of any child or tracee."""
+    return os.waitpid(-1, WALL)

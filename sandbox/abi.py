@@ -1,0 +1,133 @@
+"""Per-ABI facts: audit arches, word sizes, syscall numbers, socketcall's subcalls.
+
+Syscall numbers come from libseccomp (through pyseccomp), never from hand tables. On
+i386 libseccomp names the socket calls by negative "multiplexed" pseudo numbers, so
+the direct ones (Linux 4.3+) are found by resolving numbers back to names.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from typing import NamedTuple
+
+import pyseccomp
+
+from .names import SUBCALLS
+
+
+class Abi(enum.Enum):
+    X86_64 = "x86_64"
+    I386 = "i386"
+
+    @property
+    def audit_arch(self) -> int:
+        return _AUDIT_ARCH[self]
+
+    @property
+    def word_size(self) -> int:
+        return 8 if self is Abi.X86_64 else 4
+
+    @property
+    def word_mask(self) -> int:
+        return (1 << (8 * self.word_size)) - 1
+
+
+_AUDIT_ARCH = {Abi.X86_64: pyseccomp.Arch.X86_64, Abi.I386: pyseccomp.Arch.X86}
+X32_SYSCALL_BIT = 0x40000000
+SOCKETCALL = "socketcall"
+
+
+class Via(enum.Enum):
+    DIRECT = "direct"
+    SOCKETCALL = "socketcall"
+
+
+# The argument names of each socket call, in register (or socketcall array) order.
+ARGS: dict[str, tuple[str, ...]] = {
+    "socket": ("family", "type", "protocol"),
+    "bind": ("fd", "addr", "addrlen"),
+    "connect": ("fd", "addr", "addrlen"),
+    "listen": ("fd", "backlog"),
+    "accept": ("fd", "addr", "addrlen"),
+    "getsockname": ("fd", "addr", "addrlen"),
+    "getpeername": ("fd", "addr", "addrlen"),
+    "socketpair": ("family", "type", "protocol", "sv"),
+    "send": ("fd", "buf", "len", "flags"),
+    "recv": ("fd", "buf", "len", "flags"),
+    "sendto": ("fd", "buf", "len", "flags", "addr", "addrlen"),
+    "recvfrom": ("fd", "buf", "len", "flags", "addr", "addrlen"),
+    "shutdown": ("fd", "how"),
+    "setsockopt": ("fd", "level", "optname", "optval", "optlen"),
+    "getsockopt": ("fd", "level", "optname", "optval", "optlen"),
+    "sendmsg": ("fd", "msg", "flags"),
+    "recvmsg": ("fd", "msg", "flags"),
+    "accept4": ("fd", "addr", "addrlen", "flags"),
+    "recvmmsg": ("fd", "msgvec", "vlen", "flags", "timeout"),
+    "sendmmsg": ("fd", "msgvec", "vlen", "flags"),
+}
+assert tuple(ARGS) == SUBCALLS
+
+
+def subcall_number(name: str) -> int:
+    return SUBCALLS.index(name) + 1
+
+
+def subcall_name(number: int) -> str | None:
+    return SUBCALLS[number - 1] if 1 <= number <= len(SUBCALLS) else None
+
+
+class SocketSyscall(NamedTuple):
+    abi: Abi
+    nr: int
+    call: str  # a subcall name, or "socketcall"
+
+
+@functools.cache
+def _numbers(abi: Abi) -> dict[str, int]:
+    arch = abi.audit_arch
+    numbers: dict[str, int] = {}
+    for nr in range(1024):
+        try:
+            numbers[pyseccomp.resolve_syscall(arch, nr).decode()] = nr
+        except ValueError:
+            continue
+    return numbers
+
+
+def syscall_number(abi: Abi, name: str) -> int | None:
+    """The number of a syscall on an ABI, or None where the ABI lacks it."""
+    return _numbers(abi).get(name)
+
+
+@functools.cache
+def socket_syscalls(abi: Abi) -> tuple[SocketSyscall, ...]:
+    """Every syscall of this ABI that performs a socket call, socketcall(102) included."""
+    names = [*SUBCALLS, SOCKETCALL] if abi is Abi.I386 else list(SUBCALLS)
+    return tuple(
+        SocketSyscall(abi, nr, name)
+        for name in names
+        if (nr := syscall_number(abi, name)) is not None
+    )
+
+
+@functools.cache
+def _by_number() -> dict[tuple[int, int], SocketSyscall]:
+    return {(sc.abi.audit_arch, sc.nr): sc for abi in Abi for sc in socket_syscalls(abi)}
+
+
+def identify(arch: int, nr: int) -> SocketSyscall | None:
+    """The socket syscall an (audit arch, number) pair names, if it names one."""
+    return _by_number().get((arch, nr))
+
+
+def abi_of(arch: int) -> Abi | None:
+    for abi in Abi:
+        if abi.audit_arch == arch:
+            return abi
+    return None
+
+
+# socketcall(2) copies this many 32-bit words from its argument array (net/socket.c nargs).
+def socketcall_nargs(subcall: str) -> int:
+    return len(ARGS[subcall])

@@ -1,0 +1,184 @@
+"""The audit record: one `Event` per audited decision, as JSON lines or strace-like text."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+from dataclasses import dataclass
+from typing import IO, Any, Iterable, NamedTuple
+
+from . import names
+from .calls import Subject
+from .decode import Address, Inet4, Inet6, Netlink, Unix, Unknown, Unspec
+from .rules import Action, Verdict, effective_protocol
+
+
+@dataclass(frozen=True)
+class Event:
+    """One decision, with the fields of SPEC's audit record."""
+
+    time: str
+    pid: int
+    exe: str | None
+    abi: str  # "x86_64" or "i386"
+    via: str  # "direct" or "socketcall"
+    call: str
+    fd: int | None
+    family: str | None
+    action: str  # "allow", "deny" or "kill"
+    errno: str | None  # for deny: the errno the call returned
+    rule: str | None  # "web.toml:rule[2]"; None when the profile's default decided
+    address: str | None = None
+    port: int | None = None
+    path: str | None = None
+    abstract: str | None = None
+    type: str | None = None
+    protocol: str | None = None
+    netlink_pid: int | None = None
+    groups: int | None = None
+
+    _ALWAYS = ("time", "pid", "exe", "abi", "via", "call", "fd", "family", "action", "errno", "rule")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: value for key, value in dataclasses.asdict(self).items()
+                if value is not None or key in self._ALWAYS}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> Event:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in record.items() if key in fields})
+
+
+def make_event(subject: Subject, verdict: Verdict, pid: int, abi: str, via: str) -> Event:
+    call = subject.call
+    event = Event(
+        time=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        pid=pid, exe=call.exe, abi=abi, via=via, call=call.name, fd=subject.fd,
+        family=names.family_name(call.family) if call.family is not None else None,
+        action=verdict.action.value,
+        errno=names.errno_name(verdict.errno) if verdict.action is Action.DENY else None,
+        rule=verdict.rule.label if verdict.rule else None,
+    )
+    if call.name in ("socket", "socketpair") and call.family is not None and call.type is not None:
+        protocol = effective_protocol(call.family, call.type, call.protocol or 0)
+        return dataclasses.replace(event, type=names.type_name(call.type),
+                                   protocol=names.protocol_name(call.family, protocol))
+    return dataclasses.replace(event, **_address_fields(call.address, call.path))
+
+
+def _address_fields(address: Address | None, resolved_path: str | None) -> dict[str, Any]:
+    if isinstance(address, (Inet4, Inet6)):
+        return {"address": str(address.address), "port": address.port}
+    if isinstance(address, Unix):
+        if address.abstract is not None:
+            return {"abstract": os.fsdecode(address.abstract)}
+        if resolved_path is not None:
+            return {"path": resolved_path}
+    if isinstance(address, Netlink):
+        return {"netlink_pid": address.pid, "groups": address.groups}
+    return {}
+
+
+# --- the text form: strace's notation ---------------------------------------------------
+
+
+def format_text(event: Event, subject: Subject) -> str:
+    outcome = {"deny": f" = -1 {event.errno}", "kill": " = ? (sandbox killed)"}.get(event.action, "")
+    rule = event.rule or "default"
+    exe = f" {event.exe}" if event.exe else ""
+    return f"sockbox: {event.action} {format_call(subject)}{outcome} [{rule}] pid {event.pid}{exe}"
+
+
+def format_call(subject: Subject) -> str:
+    call, args = subject.call, subject.args
+    if call.name in ("socket", "socketpair"):
+        family = call.family or 0
+        protocol = call.protocol or 0
+        parts = [names.af_constant(family), names.sock_type_constant(call.type or 0),
+                 _protocol_constant(family, protocol)]
+        if call.name == "socketpair":
+            parts.append(hex(args[3]))
+        return f"{call.name}({', '.join(parts)})"
+    if call.name in ("bind", "connect"):
+        return f"{call.name}({subject.fd}, {format_sockaddr(call.address)}, {subject.addrlen})"
+    if call.name == "sendto":
+        destination = format_sockaddr(call.address) if call.address else _pointer(args[4])
+        return (f"sendto({subject.fd}, {_pointer(args[1])}, {args[2]}, {_hex_flags(args[3])}, "
+                f"{destination}, {args[5] & 0xFFFFFFFF})")
+    if call.name in ("sendmsg", "sendmmsg"):
+        name = (f"msg_name={format_sockaddr(call.address)}, msg_namelen={subject.addrlen}"
+                if call.address else "msg_name=NULL")
+        rest = ", ".join(_hex_flags(a) for a in args[2:])
+        return f"{call.name}({subject.fd}, {{{name}}}, {rest})"
+    rest = "".join(f", {_pointer(a)}" for a in args[1:])
+    return f"{call.name}({subject.fd}{rest})"
+
+
+def format_sockaddr(address: Address | None) -> str:
+    if isinstance(address, Inet4):
+        return (f'{{sa_family=AF_INET, sin_port=htons({address.port}), '
+                f'sin_addr=inet_addr("{address.address}")}}')
+    if isinstance(address, Inet6):
+        return (f'{{sa_family=AF_INET6, sin6_port=htons({address.port}), '
+                f'sin6_flowinfo=htonl({address.flowinfo}), '
+                f'inet_pton(AF_INET6, "{address.address}", &sin6_addr), '
+                f'sin6_scope_id={address.scope_id}}}')
+    if isinstance(address, Unix):
+        if address.abstract is not None:
+            return f"{{sa_family=AF_UNIX, sun_path=@{_c_string(address.abstract)}}}"
+        if address.path is not None:
+            return f"{{sa_family=AF_UNIX, sun_path={_c_string(address.path)}}}"
+        return "{sa_family=AF_UNIX}"
+    if isinstance(address, Netlink):
+        return f"{{sa_family=AF_NETLINK, nl_pid={address.pid}, nl_groups={address.groups:08x}}}"
+    if isinstance(address, Unspec):
+        return "{sa_family=AF_UNSPEC}"
+    if isinstance(address, Unknown):
+        return f"{{sa_family={names.af_constant(address.family)}, sa_data={_c_string(address.data)}}}"
+    return "NULL"
+
+
+def _protocol_constant(family: int, protocol: int) -> str:
+    name = names.protocol_name(family, protocol)
+    if name.isdigit():
+        return name
+    return name.upper() if name.startswith("netlink_") else f"IPPROTO_{name.upper()}"
+
+
+def _c_string(data: bytes) -> str:
+    text = "".join(chr(b) if 32 <= b < 127 and b not in (34, 92) else f"\\{b:o}" for b in data)
+    return f'"{text}"'
+
+
+def _pointer(value: int) -> str:
+    return "NULL" if value == 0 else hex(value)
+
+
+def _hex_flags(value: int) -> str:
+    return "0" if value == 0 else hex(value)
+
+
+class Sink(NamedTuple):
+    stream: IO[str]
+    format: str  # "json" or "text"
+    denials_only: bool = False
+
+
+class AuditLog:
+    """Writes each audited decision to every sink that wants it."""
+
+    def __init__(self, sinks: Iterable[Sink] = ()):
+        self.sinks = list(sinks)
+
+    def record(self, event: Event, subject: Subject) -> None:
+        for sink in self.sinks:
+            if sink.denials_only and event.action == "allow":
+                continue
+            line = event.to_json() if sink.format == "json" else format_text(event, subject)
+            sink.stream.write(line + "\n")
+            sink.stream.flush()

@@ -1,0 +1,156 @@
+"""The `sockbox` command: thin typer commands over the library.
+
+This is the only place that turns errors into exit statuses: a SandboxError is one
+line on stderr and status 125, a command that cannot be executed 126 or 127.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import sys
+from pathlib import Path
+from typing import IO, Annotated, Optional
+
+import typer
+
+from . import __version__
+from .errors import ProfileError, SandboxError, UsageError
+from .profile import Profile, builtin_names, inline_rule, load_profile
+from .rules import Action
+
+STATUS_SANDBOX_ERROR = 125
+
+app = typer.Typer(
+    name="sockbox",
+    help="Run a program with its socket calls decided by a profile (seccomp-BPF + ptrace).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class LogFormat(str, enum.Enum):
+    JSON = "json"
+    TEXT = "text"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sockbox {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Run a program with its socket calls decided by a profile."""
+
+
+ProfileOption = Annotated[str, typer.Option(
+    "-p", "--profile", metavar="PROFILE",
+    help="A profile file, or the name of a built-in profile (see `sockbox profiles`).")]
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def run(
+    command: Annotated[list[str], typer.Argument(
+        metavar="[--] CMD [ARG]...", help="The command to run; the first word that is not an option of sockbox starts it.")],
+    profile: ProfileOption = "offline",
+    allow: Annotated[Optional[list[str]], typer.Option(
+        "--allow", metavar="RULE", help="Allow CALL[,CALL...][=TARGET] before the profile's rules, e.g. connect=127.0.0.1:8000.")] = None,
+    deny: Annotated[Optional[list[str]], typer.Option(
+        "--deny", metavar="RULE", help="Deny CALL[,CALL...][=TARGET] before the profile's rules (and before --allow).")] = None,
+    log: Annotated[Optional[str], typer.Option(
+        "--log", metavar="FILE", help="Write one audit record per audited decision to FILE ('-' for stderr).")] = None,
+    log_format: Annotated[LogFormat, typer.Option("--log-format", help="Format of --log.")] = LogFormat.JSON,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not report denials on stderr.")] = False,
+) -> None:
+    """Run CMD with its socket calls decided by PROFILE (default: offline)."""
+    from . import runner
+    from .audit import Sink
+    from .spawn import ExecFailed
+
+    resolved = _with_inline_rules(load_profile(profile), allow or [], deny or [])
+    sinks = []
+    if log is not None:
+        sinks.append(Sink(_open_log(log), log_format.value))
+    elif not quiet:
+        sinks.append(Sink(sys.stderr, "text", denials_only=True))
+    try:
+        status = runner.run(resolved, command, sinks)
+    except ExecFailed as error:
+        typer.echo(f"sockbox: {error}", err=True)
+        raise typer.Exit(error.status) from None
+    raise typer.Exit(status)
+
+
+def _with_inline_rules(profile: Profile, allow: list[str], deny: list[str]) -> Profile:
+    rules = [inline_rule(text, Action.DENY, f"--deny {text}") for text in deny]
+    rules += [inline_rule(text, Action.ALLOW, f"--allow {text}") for text in allow]
+    return profile.with_rules_first(rules)
+
+
+def _open_log(path: str) -> IO[str]:
+    if path == "-":
+        return sys.stderr
+    try:
+        return open(path, "w", buffering=1)
+    except OSError as error:
+        raise UsageError(f"--log {path}: {error.strerror}") from None
+
+
+@app.command()
+def check(
+    profiles: Annotated[list[str], typer.Argument(metavar="PROFILE...", help="Profile files or built-in names.")],
+) -> None:
+    """Validate profiles: print "PROFILE: ok" or every error; exit 1 if any is invalid."""
+    failed = False
+    for spec in profiles:
+        try:
+            load_profile(spec)
+        except ProfileError as error:
+            failed = True
+            for line in error.errors:
+                typer.echo(line)
+        else:
+            typer.echo(f"{spec}: ok")
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command("profiles")
+def list_profiles() -> None:
+    """List the built-in profiles with their descriptions."""
+    for name in builtin_names():
+        typer.echo(f"{name:<10} {load_profile(name).description}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script and of `python -m sandbox`."""
+    command = typer.main.get_command(app)
+    try:
+        status = command.main(args=argv, prog_name="sockbox", standalone_mode=False)
+    except ProfileError as error:
+        more = len(error.errors) - 1
+        suffix = f" (and {more} more: sockbox check {error.file})" if more > 0 else ""
+        return _fail(error.errors[0] + suffix)
+    except SandboxError as error:
+        return _fail(str(error))
+    except typer.TyperException as error:  # click's usage errors
+        message = getattr(error, "format_message", lambda: str(error))()
+        return _fail(f"{message} (see sockbox --help)")
+    except (typer.Abort, KeyboardInterrupt):
+        return _fail("aborted")
+    except Exception as error:  # a bug of ours: still one line, the trace on request
+        if os.environ.get("SOCKBOX_DEBUG"):
+            raise
+        return _fail(f"internal error: {type(error).__name__}: {error} (SOCKBOX_DEBUG=1 shows where)")
+    return status if isinstance(status, int) else 0
+
+
+def _fail(message: str) -> int:
+    print(f"sockbox: {message}", file=sys.stderr)
+    return STATUS_SANDBOX_ERROR

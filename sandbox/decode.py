@@ -1,0 +1,173 @@
+"""Bytes from a tracee's memory into addresses and message headers. No I/O, so fuzzable.
+
+Each decoder accepts exactly what the kernel accepts and raises `Malformed(errno)` with
+the errno the kernel would give for what it refuses, so a sandboxed program sees the
+same failure it would see outside.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import struct
+from dataclasses import dataclass
+from typing import NamedTuple, Union
+
+from .abi import Abi
+from .names import AF_INET, AF_INET6, AF_NETLINK, AF_UNIX, AF_UNSPEC
+
+SOCKADDR_STORAGE_SIZE = 128
+SUN_PATH_OFFSET = 2
+SUN_PATH_SIZE = 108
+UIO_MAXIOV = 1024
+
+
+class Malformed(Exception):
+    """Input the kernel would refuse; `errno` is what it would return."""
+
+    def __init__(self, err: int, why: str):
+        super().__init__(why)
+        self.errno = err
+
+
+@dataclass(frozen=True)
+class Inet4:
+    address: ipaddress.IPv4Address
+    port: int
+    family: int = AF_INET
+
+
+@dataclass(frozen=True)
+class Inet6:
+    address: ipaddress.IPv6Address
+    port: int
+    flowinfo: int = 0
+    scope_id: int = 0
+    family: int = AF_INET6
+
+
+@dataclass(frozen=True)
+class Unix:
+    """A unix address: a filesystem `path`, an `abstract` name, or neither (unnamed)."""
+
+    path: bytes | None = None
+    abstract: bytes | None = None
+    family: int = AF_UNIX
+
+
+@dataclass(frozen=True)
+class Netlink:
+    pid: int
+    groups: int
+    family: int = AF_NETLINK
+
+
+@dataclass(frozen=True)
+class Unspec:
+    """AF_UNSPEC given to connect(): dissolve the association, name no peer."""
+
+    family: int = AF_UNSPEC
+
+
+@dataclass(frozen=True)
+class Unknown:
+    family: int
+    data: bytes
+
+
+Address = Union[Inet4, Inet6, Unix, Netlink, Unspec, Unknown]
+
+_MIN_LENGTH = {AF_INET: 16, AF_INET6: 24, AF_NETLINK: 12}  # 24: SIN6_LEN_RFC2133
+
+
+def check_addrlen(addrlen: int) -> None:
+    """move_addr_to_kernel()'s bounds on a sockaddr length passed by value."""
+    if addrlen < 0 or addrlen > SOCKADDR_STORAGE_SIZE:
+        raise Malformed(errno.EINVAL, f"address length {addrlen} outside 0..128")
+
+
+def decode_sockaddr(raw: bytes, *, unspec_is_ipv4: bool = False) -> Address:
+    """Decode a sockaddr of exactly len(raw) bytes.
+
+    `unspec_is_ipv4`: the IPv4 layer reads an AF_UNSPEC address given to bind(),
+    sendto() or sendmsg() as an IPv4 one (a compatibility rule of inet_bind and
+    udp_sendmsg), so in those calls it must be judged as the address it carries.
+    """
+    if len(raw) < 2:
+        raise Malformed(errno.EINVAL, f"address of {len(raw)} bytes has no family")
+    (family,) = struct.unpack_from("=H", raw)
+    if family == AF_UNSPEC:
+        if unspec_is_ipv4 and len(raw) >= _MIN_LENGTH[AF_INET]:
+            return _inet4(raw)
+        return Unspec()
+    if family in _MIN_LENGTH and len(raw) < _MIN_LENGTH[family]:
+        raise Malformed(errno.EINVAL, f"family {family} address of only {len(raw)} bytes")
+    if family == AF_INET:
+        return _inet4(raw)
+    if family == AF_INET6:
+        port, flowinfo, address = struct.unpack_from("!HI16s", raw, 2)
+        scope_id = struct.unpack_from("=I", raw, 24)[0] if len(raw) >= 28 else 0
+        return Inet6(ipaddress.IPv6Address(address), port, flowinfo, scope_id)
+    if family == AF_UNIX:
+        return _unix(raw)
+    if family == AF_NETLINK:
+        pid, groups = struct.unpack_from("=II", raw, 4)
+        return Netlink(pid, groups)
+    return Unknown(family, raw[2:])
+
+
+def _inet4(raw: bytes) -> Inet4:
+    port, address = struct.unpack_from("!H4s", raw, 2)
+    return Inet4(ipaddress.IPv4Address(address), port)
+
+
+def _unix(raw: bytes) -> Unix:
+    if len(raw) > SUN_PATH_OFFSET + SUN_PATH_SIZE:
+        raise Malformed(errno.EINVAL, f"unix address of {len(raw)} bytes")
+    sun_path = raw[SUN_PATH_OFFSET:]
+    if not sun_path:
+        return Unix()
+    if sun_path[0] == 0:
+        return Unix(abstract=sun_path[1:])
+    return Unix(path=sun_path.split(b"\0", 1)[0])
+
+
+def decode_words(raw: bytes) -> tuple[int, ...]:
+    """socketcall(2)'s argument array: 32-bit words."""
+    return struct.unpack(f"={len(raw) // 4}I", raw[: len(raw) // 4 * 4])
+
+
+class MsgHdr(NamedTuple):
+    name: int
+    namelen: int
+    iov: int
+    iovlen: int
+    control: int
+    controllen: int
+    flags: int
+
+
+_MSGHDR = {Abi.X86_64: struct.Struct("=Q i 4x Q Q Q Q i 4x"), Abi.I386: struct.Struct("=I i I I I I i")}
+# struct mmsghdr is a msghdr followed by an unsigned msg_len, padded to alignment.
+_MMSGHDR_SIZE = {Abi.X86_64: 64, Abi.I386: 32}
+
+
+def msghdr_size(abi: Abi) -> int:
+    return _MSGHDR[abi].size
+
+
+def mmsghdr_size(abi: Abi) -> int:
+    return _MMSGHDR_SIZE[abi]
+
+
+def decode_msghdr(raw: bytes, abi: Abi) -> MsgHdr:
+    """A (compat) struct user_msghdr, with the limits __copy_msghdr() applies."""
+    header = MsgHdr(*_MSGHDR[abi].unpack_from(raw))
+    if header.name == 0:
+        header = header._replace(namelen=0)
+    if header.namelen < 0:
+        raise Malformed(errno.EINVAL, f"msg_namelen {header.namelen}")
+    if header.iovlen > UIO_MAXIOV:
+        raise Malformed(errno.EMSGSIZE, f"msg_iovlen {header.iovlen}")
+    # The kernel silently caps an oversized name at sockaddr_storage.
+    return header._replace(namelen=min(header.namelen, SOCKADDR_STORAGE_SIZE))

@@ -1,0 +1,30 @@
+"""The one exception tree of sockbox. The CLI turns each into one line and status 125."""
+
+from __future__ import annotations
+
+
+class SandboxError(Exception):
+    """sockbox itself could not do what was asked; nothing was run."""
+
+
+class ProfileError(SandboxError):
+    """A profile is missing or wrong. `errors` holds every problem, one line each, as
+    `FILE: KEY: what is wrong`; `file` and `key` name the first."""
+
+    def __init__(self, file: str, errors: list[tuple[str, str]]):
+        self.file = file
+        self.key = errors[0][0] if errors else ""
+        self.errors = [f"{file}: {key}: {what}" if key else f"{file}: {what}" for key, what in errors]
+        super().__init__("\n".join(self.errors))
+
+
+class UsageError(SandboxError):
+    """A bad option or argument on the command line or to the Python API."""
+
+
+class UnsupportedKernel(SandboxError):
+    """The kernel lacks a feature sockbox's defences rely on."""
+
+
+class SupervisorError(SandboxError):
+    """The supervisor met an internal error; the sandbox was killed."""

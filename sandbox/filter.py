@@ -1,0 +1,419 @@
+"""A profile into a seccomp-BPF filter: the kernel decides what registers can decide.
+
+The filter is built in two steps. `plan()` walks each socket syscall of each ABI (and
+each form a call takes, such as sendto with and without a destination) through the
+profile's rules and records, clause by clause, whether the registers settle the rule
+(so the kernel can allow or fail the call alone) or whether the supervisor must look
+at memory, the socket or the process (RET_TRACE). `assemble()` turns that plan into
+BPF. `sockbox show` prints the same plan, so what it says is what the kernel runs.
+
+libseccomp's own rule builder is not used: for i386 it rewrites a rule on a socket
+call into one on socketcall(102) and silently drops the rule's argument conditions
+there, which would turn "allow socket(AF_UNIX)" into "allow every socketcall socket()".
+pyseccomp still supplies the arch constants and the syscall numbers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import itertools
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import pyseccomp
+
+from . import bpf
+from .abi import Abi, SOCKETCALL, X32_SYSCALL_BIT, SocketSyscall, socket_syscalls, subcall_number, syscall_number
+from .errors import UnsupportedKernel
+from .names import AF_INET, AF_INET6, MSG_FASTOPEN, SOCK_TYPE_MASK, SUBCALLS, default_protocol
+from .profile import Profile
+from .rules import ADDRESS_KEYS, Action, Rule, Verdict
+
+RET_ALLOW = pyseccomp.ALLOW
+RET_KILL_PROCESS = pyseccomp.KILL_PROCESS
+RET_TRACE = pyseccomp.TRACE(0)
+
+
+def RET_ERRNO(number: int) -> int:
+    return pyseccomp.ERRNO(number)
+
+
+CLONE_UNTRACED = 0x00800000
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
+
+# ---------------------------------------------------------------------------------------
+# Register tests
+
+
+@dataclass(frozen=True)
+class Test:
+    """A 32-bit word of seccomp_data, optionally masked, is (or is not) one of `values`."""
+
+    offset: int
+    values: frozenset[int]
+    mask: int | None = None
+    negate: bool = False
+    text: str = ""  # for `sockbox show`
+
+    def holds(self, word: int) -> bool:
+        value = word & self.mask if self.mask is not None else word
+        return (value in self.values) != self.negate
+
+
+def arg_is(index: int, values: Iterable[int], text: str, mask: int | None = None,
+           negate: bool = False) -> Test:
+    return Test(bpf.off_arg_low(index), frozenset(values), mask, negate, text)
+
+
+def pointer_is_null(abi: Abi, index: int, name: str) -> tuple[Test, ...]:
+    low = arg_is(index, {0}, f"{name} == NULL")
+    if abi is Abi.I386:
+        return (low,)  # compat syscalls use only the low 32 bits
+    return (low, Test(bpf.off_arg_high(index), frozenset({0}), text=""))
+
+
+Conjunction = tuple[Test, ...]
+
+# ---------------------------------------------------------------------------------------
+# The forms a socket syscall takes, as far as registers tell them apart
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One form of a socket syscall: which rule names surely match it, which match only
+    depending on memory, whether it can carry an address, and which condition keys the
+    registers hold (key -> argument index)."""
+
+    call: str
+    guard: Conjunction = ()
+    names: frozenset[str] = frozenset()
+    maybe_names: frozenset[str] = frozenset()
+    address: bool = False
+    registers: tuple[tuple[str, int], ...] = ()
+    text: str = ""
+
+
+def shapes(syscall: SocketSyscall) -> list[tuple[Conjunction, Shape]]:
+    """The shapes of one syscall, each behind the register tests that select it."""
+    abi, call = syscall.abi, syscall.call
+    if call == SOCKETCALL:
+        return [((arg_is(0, {subcall_number(name)}, f"call == SYS_{name.upper()}"),),
+                 _socketcall_shape(name)) for name in SUBCALLS]
+    if call in ("socket", "socketpair"):
+        return [((), Shape(call, names=frozenset({call}),
+                           registers=(("family", 0), ("type", 1), ("protocol", 2))))]
+    if call == "sendto":
+        plain = arg_is(3, {0}, "!(flags & MSG_FASTOPEN)", mask=MSG_FASTOPEN)
+        no_destination = Shape(call, names=frozenset({"sendto", "send"}), text="no destination")
+        return [
+            ((*pointer_is_null(abi, 4, "dest_addr"), plain), no_destination),
+            ((arg_is(5, {0}, "addrlen == 0"), plain), no_destination),
+            ((), Shape(call, names=frozenset({"sendto"}), maybe_names=frozenset({"send"}),
+                       address=True, text="destination or MSG_FASTOPEN")),
+        ]
+    if call == "recvfrom":
+        return [
+            (pointer_is_null(abi, 4, "src_addr"),
+             Shape(call, names=frozenset({"recvfrom", "recv"}), text="no address buffer")),
+            ((), Shape(call, names=frozenset({"recvfrom"}), text="address buffer")),
+        ]
+    if call in ("sendmsg", "sendmmsg"):
+        return [((), Shape(call, names=frozenset({call}), maybe_names=frozenset({"send"}),
+                           address=True))]
+    return [((), Shape(call, names=frozenset({call}), address=call in ("bind", "connect")))]
+
+
+def _socketcall_shape(name: str) -> Shape:
+    # socketcall's arguments are in memory, so no condition key is decided by registers.
+    if name == "send":
+        return Shape(name, names=frozenset({"send", "sendto"}))
+    if name == "recv":
+        return Shape(name, names=frozenset({"recv", "recvfrom"}))
+    if name in ("sendto", "sendmsg", "sendmmsg"):
+        return Shape(name, names=frozenset({name}), maybe_names=frozenset({"send"}), address=True)
+    if name == "recvfrom":
+        return Shape(name, names=frozenset({name}), maybe_names=frozenset({"recv"}))
+    return Shape(name, names=frozenset({name}), address=name in ("bind", "connect"))
+
+
+# ---------------------------------------------------------------------------------------
+# The plan
+
+
+@dataclass(frozen=True)
+class Clause:
+    tests: Conjunction
+    action: int  # a SECCOMP_RET_* word
+    reason: str
+
+
+@dataclass
+class ShapePlan:
+    guard: Conjunction
+    shape: Shape
+    clauses: list[Clause] = field(default_factory=list)
+
+
+@dataclass
+class SyscallPlan:
+    nr: int
+    name: str
+    shapes: list[ShapePlan]
+
+
+@dataclass
+class AbiPlan:
+    abi: Abi
+    syscalls: list[SyscallPlan]
+
+
+def plan(profile: Profile) -> list[AbiPlan]:
+    return [AbiPlan(abi, [*_hardening(abi), *_socket_plans(profile, abi)]) for abi in Abi]
+
+
+def _socket_plans(profile: Profile, abi: Abi) -> list[SyscallPlan]:
+    compiler = _RuleCompiler(profile)
+    plans = []
+    for syscall in socket_syscalls(abi):
+        shape_plans = [ShapePlan(guard, shape, compiler.clauses(shape))
+                       for guard, shape in shapes(syscall)]
+        if syscall.call == SOCKETCALL:
+            no_such = Shape(SOCKETCALL, text="no such subcall")
+            shape_plans.append(ShapePlan((), no_such, [
+                Clause((), RET_ALLOW, "no such subcall: the kernel returns EINVAL")]))
+        plans.append(SyscallPlan(syscall.nr, syscall.call, shape_plans))
+    return plans
+
+
+def _hardening(abi: Abi) -> list[SyscallPlan]:
+    """Always-on rules: the roads around a ptrace supervisor that registers can close."""
+
+    def refuse(name: str, err: int, why: str, tests: Conjunction = ()) -> SyscallPlan | None:
+        nr = syscall_number(abi, name)
+        if nr is None:
+            return None
+        clauses = [Clause(tests, RET_ERRNO(err), why)]
+        if tests:
+            clauses.append(Clause((), RET_ALLOW, "otherwise allowed"))
+        return SyscallPlan(nr, name, [ShapePlan((), Shape(name), clauses)])
+
+    untraced = arg_is(0, {CLONE_UNTRACED}, "flags & CLONE_UNTRACED", mask=CLONE_UNTRACED)
+    listener = (arg_is(0, {SECCOMP_SET_MODE_FILTER}, "op == SECCOMP_SET_MODE_FILTER"),
+                arg_is(1, {SECCOMP_FILTER_FLAG_NEW_LISTENER}, "flags & NEW_LISTENER",
+                       mask=SECCOMP_FILTER_FLAG_NEW_LISTENER))
+    plans = [
+        refuse("io_uring_setup", errno.ENOSYS, "io_uring performs socket calls seccomp cannot see"),
+        refuse("io_uring_enter", errno.ENOSYS, "io_uring performs socket calls seccomp cannot see"),
+        refuse("io_uring_register", errno.ENOSYS, "io_uring performs socket calls seccomp cannot see"),
+        refuse("clone3", errno.ENOSYS, "its flags are in memory; libc falls back to clone"),
+        refuse("clone", errno.EPERM, "an untraced child would escape supervision", (untraced,)),
+        refuse("ptrace", errno.EPERM, "tracing would let a process act for another"),
+        refuse("process_vm_writev", errno.EPERM, "writing another process's memory"),
+        refuse("pidfd_getfd", errno.EPERM, "taking another process's sockets"),
+        refuse("seccomp", errno.EPERM, "a user-notification filter outranks RET_TRACE", listener),
+    ]
+    return [p for p in plans if p is not None]
+
+
+class _RuleCompiler:
+    def __init__(self, profile: Profile):
+        self.profile = profile
+
+    def kernel_action(self, verdict: Verdict) -> int:
+        """The filter's return for a decision registers settle. Audited decisions stop at
+        the supervisor so that it can write the record."""
+        if self.profile.audits(verdict):
+            return RET_TRACE
+        if verdict.action is Action.ALLOW:
+            return RET_ALLOW
+        return RET_ERRNO(verdict.errno)
+
+    def clauses(self, shape: Shape) -> list[Clause]:
+        clauses: list[Clause] = []
+        registers = dict(shape.registers)
+        for rule in self.profile.rules:
+            surely = bool(rule.calls & shape.names)
+            if not surely and not rule.calls & shape.maybe_names:
+                continue
+            keys = rule.keys()
+            if not shape.address and any(key in ADDRESS_KEYS for key in keys):
+                continue  # cannot hold for a form that names no address
+            needs = [key for key in keys if key not in registers]
+            if not surely:
+                needs.append("the destination, to tell a plain send")
+            verdict = Verdict(rule.action, self.profile.errno if rule.errno is None else rule.errno, rule)
+            action = RET_TRACE if needs else self.kernel_action(verdict)
+            reason = f"{rule.label}: " + (f"needs {', '.join(needs)}" if needs else rule.action.value)
+            alternatives = _register_conditions(rule, registers)
+            clauses.extend(Clause(tests, action, reason) for tests in alternatives)
+            if alternatives == [()]:
+                return clauses  # this rule (or the supervisor) settles every remaining call
+        default = self.profile.default_verdict
+        clauses.append(Clause((), self.kernel_action(default), f"default {default.action.value}"))
+        return clauses
+
+
+def _register_conditions(rule: Rule, registers: dict[str, int]) -> list[Conjunction]:
+    """The rule's register-decided keys in disjunctive normal form."""
+    parts: list[list[Conjunction]] = []
+    if rule.family is not None and "family" in registers:
+        parts.append([(arg_is(registers["family"], rule.family, "family in rule"),)])
+    if rule.type is not None and "type" in registers:
+        parts.append([(arg_is(registers["type"], rule.type, "type in rule", mask=SOCK_TYPE_MASK),)])
+    if rule.protocol is not None and "protocol" in registers:
+        parts.append(_protocol_conditions(rule, registers))
+    return [tuple(itertools.chain.from_iterable(combo)) for combo in itertools.product(*parts)] or [()]
+
+
+def _protocol_conditions(rule: Rule, registers: dict[str, int]) -> list[Conjunction]:
+    """protocol = X holds when the protocol argument is X, or it is 0 and X is what the
+    kernel picks for that family and type."""
+    family, sock_type, protocol = registers["family"], registers["type"], registers["protocol"]
+    inet = {AF_INET, AF_INET6}
+    out: list[Conjunction] = []
+    for item in rule.protocol or ():
+        within = (arg_is(family, item.families, "protocol's family"),) if item.families else ()
+        if item.number != 0:
+            out.append((arg_is(protocol, {item.number}, f"protocol == {item.number}"), *within))
+            for fam, typ in itertools.product(sorted(inet & (item.families or inet)), (1, 2)):
+                if default_protocol(fam, typ) == item.number:
+                    out.append((arg_is(protocol, {0}, "protocol == 0"),
+                                arg_is(family, {fam}, f"family == {fam}"),
+                                arg_is(sock_type, {typ}, f"type == {typ}", mask=SOCK_TYPE_MASK)))
+        else:
+            zero = arg_is(protocol, {0}, "protocol == 0")
+            out.append((zero, arg_is(family, inet, "family not inet", negate=True), *within))
+            out.append((zero, arg_is(family, inet, "family inet"),
+                        arg_is(sock_type, {1, 2}, "type not stream/dgram", mask=SOCK_TYPE_MASK, negate=True),
+                        *within))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Plan to BPF
+
+
+def assemble(plans: Sequence[AbiPlan]) -> list[bpf.Insn]:
+    asm = bpf.Assembler()
+    sections = {p.abi: asm.label(p.abi.value) for p in plans}
+    asm.load(bpf.OFF_ARCH)
+    for abi_plan in plans:
+        asm.jump(bpf.JMP_JEQ_K, abi_plan.abi.audit_arch, false=(skip := asm.label()))
+        asm.goto(sections[abi_plan.abi])
+        asm.place(skip)
+    asm.ret(RET_KILL_PROCESS)  # an ABI the supervisor does not understand
+    for abi_plan in plans:
+        asm.place(sections[abi_plan.abi])
+        _emit_abi(asm, abi_plan)
+    return asm.assemble()
+
+
+def build(profile: Profile) -> bytes:
+    return bpf.encode(assemble(plan(profile)))
+
+
+def _emit_abi(asm: bpf.Assembler, abi_plan: AbiPlan) -> None:
+    asm.load(bpf.OFF_NR)
+    if abi_plan.abi is Abi.X86_64:
+        asm.jump(bpf.JMP_JGE_K, X32_SYSCALL_BIT, false=(native := asm.label()))
+        asm.ret(RET_KILL_PROCESS)  # the x32 ABI
+        asm.place(native)
+    blocks = {p.nr: asm.label(p.name) for p in abi_plan.syscalls}
+    _emit_dispatch(asm, sorted(blocks), blocks)
+    for syscall_plan in abi_plan.syscalls:
+        asm.place(blocks[syscall_plan.nr])
+        for shape_plan in syscall_plan.shapes:
+            _emit_shape(asm, shape_plan)
+
+
+def _emit_dispatch(asm: bpf.Assembler, numbers: list[int], blocks: dict[int, bpf.Label]) -> None:
+    """A binary search over syscall numbers (A holds nr); unlisted syscalls are allowed."""
+    if len(numbers) <= 3:
+        for nr in numbers:
+            asm.jump(bpf.JMP_JEQ_K, nr, false=(next_nr := asm.label()))
+            asm.goto(blocks[nr])
+            asm.place(next_nr)
+        asm.ret(RET_ALLOW)
+        return
+    middle = len(numbers) // 2
+    asm.jump(bpf.JMP_JGE_K, numbers[middle], false=(low := asm.label()))
+    asm.goto(high := asm.label())
+    asm.place(low)
+    _emit_dispatch(asm, numbers[:middle], blocks)
+    asm.place(high)
+    _emit_dispatch(asm, numbers[middle:], blocks)
+
+
+def _emit_shape(asm: bpf.Assembler, shape_plan: ShapePlan) -> None:
+    if shape_plan.guard:
+        miss, body = asm.label(), asm.label()
+        _emit_tests(asm, shape_plan.guard, miss)
+        asm.goto(body)
+        asm.place(miss)
+        asm.goto(next_shape := asm.label())
+        asm.place(body)
+    else:
+        next_shape = None
+    for clause in shape_plan.clauses:
+        miss = asm.label()
+        _emit_tests(asm, clause.tests, miss)
+        asm.ret(clause.action)
+        asm.place(miss)
+    if next_shape is not None:
+        asm.place(next_shape)
+
+
+def _emit_tests(asm: bpf.Assembler, tests: Conjunction, miss: bpf.Label) -> None:
+    loaded: tuple[int, int | None] | None = None
+    for test in tests:
+        if loaded != (test.offset, test.mask):
+            asm.load(test.offset)
+            if test.mask is not None:
+                asm.and_(test.mask)
+            loaded = (test.offset, test.mask)
+        values = sorted(test.values)
+        if test.negate:
+            for value in values:
+                asm.jump(bpf.JMP_JEQ_K, value, true=miss)
+            continue
+        hit = asm.label()
+        for value in values[:-1]:
+            asm.jump(bpf.JMP_JEQ_K, value, true=hit)
+        asm.jump(bpf.JMP_JEQ_K, values[-1], false=miss)
+        asm.place(hit)
+
+
+# ---------------------------------------------------------------------------------------
+# Installing it (in the child, after PR_SET_NO_NEW_PRIVS, before execve)
+
+_SECCOMP_GET_ACTION_AVAIL = 2
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _seccomp(operation: int, flags: int, argument: ctypes._CArgObject) -> int:
+    return _libc.syscall(syscall_number(Abi.X86_64, "seccomp"), operation, flags, argument)
+
+
+def install(program: bytes) -> None:
+    """Load the filter into the calling thread; raises OSError."""
+    buffer = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+    if _seccomp(SECCOMP_SET_MODE_FILTER, 0, ctypes.byref(prog)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"seccomp(SET_MODE_FILTER): {errno.errorcode.get(err, err)}")
+
+
+def check_kernel() -> None:
+    """Refuse to start where the kernel lacks an action the filter returns."""
+    for action, name in ((RET_KILL_PROCESS, "KILL_PROCESS"), (RET_TRACE, "TRACE"),
+                         (RET_ERRNO(1), "ERRNO")):
+        value = ctypes.c_uint32(action & 0xFFFF0000)
+        if _seccomp(_SECCOMP_GET_ACTION_AVAIL, 0, ctypes.byref(value)) != 0:
+            raise UnsupportedKernel(f"the kernel lacks seccomp action SECCOMP_RET_{name} "
+                                    f"({errno.errorcode.get(ctypes.get_errno(), '?')})")

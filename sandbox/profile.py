@@ -1,0 +1,429 @@
+"""TOML profiles (version 1) into validated, frozen `Profile`s.
+
+Every mistake is collected, not just the first, and reported as `FILE: KEY: what is
+wrong` so that `sockbox check` can list them all. The rule shorthands of `--allow`,
+`--deny` and `explain` (`10.0.0.0/8:1000-2000`, `unix:/run/x.sock`) are parsed here too.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import tomli
+
+from . import names
+from .errors import ProfileError
+from .rules import (ADDRESS_CALLS, ADDRESS_KEYS, ALL_CALLS, Action, Call, Glob,
+                    PortRange, Protocol, Rule, Verdict, decide)
+from .names import AF_INET, AF_INET6, AF_UNIX
+
+
+class LogLevel(enum.Enum):
+    NONE = "none"
+    DENY = "deny"
+    ALL = "all"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    default: Action
+    errno: int
+    log: LogLevel
+    rules: tuple[Rule, ...]
+    source: str  # the file as the user named it, for messages
+    text: str = field(repr=False, default="")
+
+    @classmethod
+    def from_toml(cls, text: str, source: str = "profile.toml") -> Profile:
+        try:
+            document = tomli.loads(text)
+        except tomli.TOMLDecodeError as error:
+            where = f"line {error.lineno}, column {error.colno}"
+            raise ProfileError(source, [(where, error.msg)]) from None
+        return _Reader(source).profile(document, text)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Profile:
+        try:
+            text = Path(path).read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            raise ProfileError(str(path), [("", _os_reason(error))]) from None
+        return cls.from_toml(text, str(path))
+
+    @property
+    def default_verdict(self) -> Verdict:
+        return Verdict(self.default, self.errno, None)
+
+    def decide(self, call: Call) -> Verdict:
+        return decide(self.rules, self.default_verdict, call)
+
+    def audits(self, verdict: Verdict) -> bool:
+        """Whether the audit record covers this decision. A kill is always recorded,
+        since it is the reason the whole sandbox ends."""
+        if verdict.action is Action.KILL or (verdict.rule is not None and verdict.rule.log):
+            return True
+        if self.log is LogLevel.ALL:
+            return True
+        return self.log is LogLevel.DENY and verdict.action is not Action.ALLOW
+
+    def with_rules_first(self, rules: Iterable[Rule]) -> Profile:
+        """This profile with `rules` tried before its own (`--allow`, `--deny`)."""
+        return Profile(self.name, self.description, self.default, self.errno, self.log,
+                       (*rules, *self.rules), self.source, self.text)
+
+
+def builtin_directory() -> Path:
+    """Where the built-in profiles are: inside the installed package (the wheel maps
+    the project's profiles/ there), or beside the package in a source checkout."""
+    installed = Path(__file__).with_name("profiles")
+    return installed if installed.is_dir() else Path(__file__).parent.parent / "profiles"
+
+
+def builtin_names() -> list[str]:
+    return sorted(path.stem for path in builtin_directory().glob("*.toml"))
+
+
+def load_profile(spec: str | os.PathLike[str]) -> Profile:
+    """A profile from a file path if that file exists, else a built-in by name."""
+    path = Path(spec)
+    if path.is_file():
+        return Profile.from_file(path)
+    name = path.name[:-5] if path.name.endswith(".toml") else path.name
+    if str(spec) in (name, f"{name}.toml") and name in builtin_names():
+        builtin = builtin_directory() / f"{name}.toml"
+        return Profile.from_toml(builtin.read_text(), builtin.name)
+    raise ProfileError(str(spec), [("", (
+        f"no such profile: not a file ({path.absolute()}) and not a built-in profile "
+        f"({', '.join(builtin_names())})")
+    )])
+
+
+def _os_reason(error: Exception) -> str:
+    return error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+
+
+# ---------------------------------------------------------------------------------------
+# Reading a document
+
+
+_PROFILE_KEYS = ("name", "description", "default", "errno", "log", "version")
+RULE_KEYS = ("calls", "action", "errno", "log", "family", "type", "protocol",
+             "address", "port", "path", "abstract", "exe")
+
+
+class _Reader:
+    """Turns a parsed TOML document into a Profile, collecting every error."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.label = os.path.basename(source) or source
+        self.errors: list[tuple[str, str]] = []
+
+    def error(self, key: str, what: str) -> None:
+        self.errors.append((key, what))
+
+    def profile(self, document: dict[str, Any], text: str) -> Profile:
+        for key in document:
+            if key not in ("profile", "rule"):
+                self.error(key, _unknown("top-level key", key, ("profile", "rule")))
+        header = document.get("profile", {})
+        if not isinstance(header, dict):
+            self.error("profile", "must be a table: [profile]")
+            header = {}
+        for key in header:
+            if key not in _PROFILE_KEYS:
+                self.error(f"profile.{key}", _unknown("key", key, _PROFILE_KEYS))
+        if header.get("version", 1) != 1:
+            self.error("profile.version", f"version {header['version']!r} is not supported (only 1)")
+
+        stem = Path(self.source).stem
+        name = self.string(header, "name", "profile.name", default=stem)
+        description = self.string(header, "description", "profile.description", default="")
+        default = self.choice(header.get("default", "deny"), "profile.default", Action)
+        errno = self.errno(header.get("errno", "EACCES"), "profile.errno")
+        log = self.choice(header.get("log", "deny"), "profile.log", LogLevel)
+
+        tables = document.get("rule", [])
+        if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+            self.error("rule", "must be an array of tables: [[rule]]")
+            tables = []
+        rules = [self.rule(table, f"rule[{i}]", f"{self.label}:rule[{i}]")
+                 for i, table in enumerate(tables, start=1)]
+        if self.errors:
+            raise ProfileError(self.source, self.errors)
+        return Profile(name, description, default, errno, log,
+                       tuple(r for r in rules if r is not None), self.source, text)
+
+    # -- one [[rule]] table ---------------------------------------------------------------
+
+    def rule(self, table: dict[str, Any], where: str, label: str) -> Rule | None:
+        errors_before = len(self.errors)
+        for key in table:
+            if key not in RULE_KEYS:
+                self.error(f"{where}.{key}", _unknown("key", key, RULE_KEYS))
+        calls = self.calls(table.get("calls", "*"), f"{where}.calls")
+        if "action" not in table:
+            self.error(f"{where}.action", "missing: every rule needs allow, deny or kill")
+        action = self.choice(table.get("action", "deny"), f"{where}.action", Action)
+        errno = None
+        if "errno" in table:
+            errno = self.errno(table["errno"], f"{where}.errno")
+            if action is not Action.DENY:
+                self.error(f"{where}.errno", f"only a deny rule returns an errno, this one is {action.value}")
+        log = table.get("log", False)
+        if not isinstance(log, bool):
+            self.error(f"{where}.log", f"must be true or false, not {log!r}")
+        conditions = {
+            key: self.items(table[key], f"{where}.{key}", _PARSERS[key])
+            for key in _PARSERS if key in table
+        }
+        self.applicable(conditions, calls, where)
+        if len(self.errors) > errors_before:
+            return None
+        return Rule(label=label, calls=calls, action=action, errno=errno, log=log, **conditions)
+
+    def applicable(self, conditions: dict[str, Any], calls: frozenset[str], where: str) -> None:
+        """Report conditions that no call of the rule could ever satisfy."""
+        present = [key for key in ADDRESS_KEYS if conditions.get(key) is not None]
+        if present and not calls & ADDRESS_CALLS:
+            self.error(f"{where}.{present[0]}",
+                       f"none of {', '.join(sorted(calls))} carries an address "
+                       f"(only {', '.join(sorted(ADDRESS_CALLS))} do)")
+            return
+        families = conditions.get("family")
+        families = set(families) if families is not None else None
+        for key, kind in (("address", {AF_INET, AF_INET6}), ("port", {AF_INET, AF_INET6}),
+                          ("path", {AF_UNIX}), ("abstract", {AF_UNIX})):
+            if conditions.get(key) is None:
+                continue
+            if families is not None and not families & kind:
+                self.error(f"{where}.{key}", f"never holds for family "
+                           f"{', '.join(names.family_name(f) for f in sorted(families))}")
+                return
+            families = kind if families is None else families & kind
+        protocols = conditions.get("protocol")
+        if protocols is not None and families is not None and all(
+                p.families is not None and not p.families & families for p in protocols):
+            self.error(f"{where}.protocol", "none of these protocols exists in the rule's families")
+        if conditions.get("address") is not None and conditions.get("path") is not None:
+            self.error(f"{where}.path", "an address is either inet or unix: address and path never both hold")
+        if conditions.get("path") is not None and conditions.get("abstract") is not None:
+            self.error(f"{where}.abstract", "a unix address is a path or abstract, never both")
+
+    # -- values -----------------------------------------------------------------------------
+
+    def string(self, table: dict[str, Any], key: str, where: str, default: str) -> str:
+        value = table.get(key, default)
+        if not isinstance(value, str):
+            self.error(where, f"must be a string, not {value!r}")
+            return default
+        return value
+
+    def choice(self, value: Any, where: str, enum_type: type[enum.Enum]) -> Any:
+        choices = [member.value for member in enum_type]
+        if value not in choices:
+            self.error(where, f"{value!r} is not one of {', '.join(choices)}")
+            return next(iter(enum_type))
+        return enum_type(value)
+
+    def errno(self, value: Any, where: str) -> int:
+        number = parse_errno(value)
+        if number is None:
+            self.error(where, f"{value!r} is not an errno name (like EACCES) or a number 1-4095")
+            return 1
+        return number
+
+    def calls(self, value: Any, where: str) -> frozenset[str]:
+        if value == "*":
+            return ALL_CALLS
+        if not isinstance(value, list) or not value:
+            self.error(where, 'must be "*" or a non-empty list of call names')
+            return ALL_CALLS
+        calls: set[str] = set()
+        for item in value:
+            if item == "*":
+                calls |= ALL_CALLS
+            elif item in ALL_CALLS:
+                calls.add(item)
+            else:
+                self.error(where, _unknown("call", item, names.SUBCALLS))
+        return frozenset(calls) or ALL_CALLS
+
+    def items(self, value: Any, where: str, parse: Callable[[Any], Any]) -> Any:
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            self.error(where, "an empty list matches nothing; leave the key out to match anything")
+            return None
+        parsed = []
+        for item in values:
+            try:
+                parsed.append(parse(item))
+            except ValueError as error:
+                self.error(where, str(error))
+        if len(parsed) < len(values):
+            return None
+        return frozenset(parsed) if parse in (parse_family, parse_type) else tuple(parsed)
+
+
+def _unknown(what: str, value: Any, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(value), list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {what} {value!r}{hint}"
+
+
+def parse_errno(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 1 <= value <= 4095 else None
+    if isinstance(value, str):
+        return names.errno_number(value.upper())
+    return None
+
+
+def _number_or_name(value: Any, table: dict[str, int], what: str, limit: int) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 0 <= value <= limit:
+            return value
+        raise ValueError(f"{what} {value} is outside 0-{limit}")
+    if isinstance(value, str):
+        key = value.lower()
+        if key in table:
+            return table[key]
+        raise ValueError(_unknown(what, value, table))
+    raise ValueError(f"{what} must be a name or a number, not {value!r}")
+
+
+def parse_family(value: Any) -> int:
+    if isinstance(value, str) and value.lower() in names.FAMILY_ALIASES:
+        value = names.FAMILY_ALIASES[value.lower()]
+    return _number_or_name(value, names.FAMILIES, "family", 0xFFFF)
+
+
+def parse_type(value: Any) -> int:
+    return _number_or_name(value, names.SOCK_TYPES, "type", names.SOCK_TYPE_MASK)
+
+
+def parse_protocol(value: Any) -> Protocol:
+    if isinstance(value, str) and value.lower() in names.PROTOCOLS:
+        families, number = names.PROTOCOLS[value.lower()]
+        return Protocol(number, families)
+    return Protocol(_number_or_name(value, {}, "protocol", 0xFFFF))
+
+
+def parse_network(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    if not isinstance(value, str):
+        raise ValueError(f"address must be a CIDR string, not {value!r}")
+    try:
+        return ipaddress.ip_network(value, strict=True)
+    except ValueError as error:
+        raise ValueError(f"bad CIDR {value!r}: {error}") from None
+
+
+def parse_port(value: Any) -> PortRange:
+    if isinstance(value, int) and not isinstance(value, bool):
+        low = high = value
+    elif isinstance(value, str) and value.count("-") == 1 and all(
+            part.strip().isdigit() for part in value.split("-")):
+        low, high = (int(part) for part in value.split("-"))
+    elif isinstance(value, str) and value.strip().isdigit():
+        low = high = int(value)
+    else:
+        raise ValueError(f'port must be a number or a "low-high" range, not {value!r}')
+    if not (0 <= low <= 65535 and 0 <= high <= 65535):
+        raise ValueError(f"port {value!r} is outside 0-65535")
+    if low > high:
+        raise ValueError(f"port range {value!r} runs backwards")
+    return PortRange(low, high)
+
+
+def _glob(value: Any, what: str) -> Glob:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty glob string, not {value!r}")
+    return Glob(value)
+
+
+def parse_path(value: Any) -> Glob:
+    glob = _glob(value, "path")
+    if not value.startswith("/"):
+        raise ValueError(f"path {value!r} must be absolute: relative paths in calls are "
+                         "resolved against the caller's working directory before matching")
+    return glob
+
+
+def parse_abstract(value: Any) -> Glob:
+    glob = _glob(value, "abstract")
+    if value.startswith("@") or value.startswith("\0"):
+        raise ValueError(f"abstract {value!r}: write the name without its leading NUL or @")
+    return glob
+
+
+def parse_exe(value: Any) -> Glob:
+    glob = _glob(value, "exe")
+    if not value.startswith("/"):
+        raise ValueError(f"exe {value!r} must be an absolute path pattern")
+    return glob
+
+
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "family": parse_family, "type": parse_type, "protocol": parse_protocol,
+    "address": parse_network, "port": parse_port, "path": parse_path,
+    "abstract": parse_abstract, "exe": parse_exe,
+}
+
+
+# ---------------------------------------------------------------------------------------
+# Shorthands: --allow/--deny RULE and explain's TARGET
+
+
+def parse_target(text: str) -> dict[str, Any]:
+    """`1.2.3.4:443`, `[2001:db8::1]:53`, `10.0.0.0/8:1000-2000`, `*:443`,
+    `unix:/run/x.sock`, `unix:@name`, or a family name, as rule conditions."""
+    if text.startswith("unix:"):
+        rest = text[len("unix:"):]
+        if rest.startswith("@"):
+            return {"abstract": (parse_abstract(rest[1:]),)}
+        return {"path": (parse_path(rest),)}
+    if text.lower() in names.FAMILIES or text.lower() in names.FAMILY_ALIASES:
+        return {"family": frozenset({parse_family(text)})}
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"target {text!r}: write an IPv6 address as [addr]:port")
+        ports = rest[1:]
+    elif text.count(":") > 1:  # a bare IPv6 address, no port
+        host, ports = text, ""
+    else:
+        host, _, ports = text.partition(":")
+    conditions: dict[str, Any] = {}
+    if host not in ("*", ""):
+        conditions["address"] = (parse_network(host),)
+    if ports:
+        conditions["port"] = tuple(parse_port(p) for p in ports.split(","))
+    if not conditions:
+        raise ValueError(f"target {text!r} names neither an address nor a port")
+    return conditions
+
+
+def inline_rule(text: str, action: Action, label: str) -> Rule:
+    """A rule from `CALL[,CALL...][=TARGET]`, e.g. `connect=127.0.0.1:8000`."""
+    call_text, _, target = text.partition("=")
+    reader = _Reader(label)
+    calls = reader.calls([c.strip() for c in call_text.split(",")] if call_text != "*" else "*", "calls")
+    try:
+        conditions = parse_target(target) if target else {}
+    except ValueError as error:
+        reader.error("target", str(error))
+        conditions = {}
+    reader.applicable(conditions, calls, "target")
+    if reader.errors:
+        raise ProfileError(label, reader.errors)
+    return Rule(label=label, calls=calls, action=action, **conditions)

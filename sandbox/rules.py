@@ -1,0 +1,287 @@
+"""The rule model and the decision: first matching rule wins. Pure: no I/O.
+
+A `Call` holds the facts the supervisor gathered about one socket call; `decide` walks
+the rules in order and returns the `Verdict` of the first whose every condition holds.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, replace
+from typing import Iterable, Sequence, Union
+
+from .decode import Address, Inet4, Inet6, Unix
+from .names import AF_INET, SOCK_TYPE_MASK, SUBCALLS, default_protocol
+
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+# The calls that can name an address, so the only ones `address`, `port`, `path` and
+# `abstract` can apply to.
+ADDRESS_CALLS = frozenset({"bind", "connect", "sendto", "sendmsg", "sendmmsg"})
+# A call that names no address is also its plain twin: a sendto, sendmsg or sendmmsg
+# without a destination is a send (send() is exactly that on x86_64), a recvfrom without
+# an address buffer a recv; and socketcall's SYS_SEND and SYS_RECV are their plain forms.
+PLAIN_ALIAS = {"sendto": "send", "sendmsg": "send", "sendmmsg": "send", "recvfrom": "recv",
+               "send": "sendto", "recv": "recvfrom"}
+ADDRESS_KEYS = ("address", "port", "path", "abstract")
+CONDITION_KEYS = ("family", "type", "protocol", *ADDRESS_KEYS, "exe")
+
+
+class Action(enum.Enum):
+    ALLOW = "allow"
+    DENY = "deny"
+    KILL = "kill"
+
+    @property
+    def severity(self) -> int:
+        return _SEVERITY[self]
+
+
+_SEVERITY = {Action.ALLOW: 0, Action.DENY: 1, Action.KILL: 2}
+
+
+class Glob:
+    """A glob where `*` and `?` stay within one path component and `**` crosses `/`."""
+
+    def __init__(self, pattern: str):
+        self.pattern = pattern
+        self._regex = re.compile(_glob_to_regex(pattern), re.DOTALL)
+
+    def matches(self, text: str) -> bool:
+        return self._regex.fullmatch(text) is not None
+
+    def __repr__(self) -> str:
+        return f"Glob({self.pattern!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Glob) and other.pattern == self.pattern
+
+    def __hash__(self) -> int:
+        return hash(self.pattern)
+
+
+def _glob_to_regex(pattern: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "[" and (end := pattern.find("]", i + 2)) != -1:
+            body = pattern[i + 1:end]
+            negate = body.startswith("!")
+            body = re.sub(r"([\\^])", r"\\\1", body[1:] if negate else body)
+            out.append(f"[{'^' if negate else ''}{body}]")
+            i = end + 1
+            continue
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class PortRange:
+    low: int
+    high: int
+
+    def __contains__(self, port: object) -> bool:
+        return isinstance(port, int) and self.low <= port <= self.high
+
+    def __str__(self) -> str:
+        return str(self.low) if self.low == self.high else f"{self.low}-{self.high}"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A protocol number, valid within `families` (None: on any family)."""
+
+    number: int
+    families: frozenset[int] | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    label: str  # "web.toml:rule[2]" (1-based), as the audit record names it
+    calls: frozenset[str]
+    action: Action
+    errno: int | None = None  # None: the profile's errno
+    log: bool = False
+    family: frozenset[int] | None = None
+    type: frozenset[int] | None = None
+    protocol: tuple[Protocol, ...] | None = None
+    address: tuple[IPNetwork, ...] | None = None
+    port: tuple[PortRange, ...] | None = None
+    path: tuple[Glob, ...] | None = None
+    abstract: tuple[Glob, ...] | None = None
+    exe: tuple[Glob, ...] | None = None
+
+    def keys(self) -> tuple[str, ...]:
+        """The condition keys this rule sets."""
+        return tuple(key for key in CONDITION_KEYS if getattr(self, key) is not None)
+
+    def applies_to(self, name: str, alias: str | None = None) -> bool:
+        return name in self.calls or (alias is not None and alias in self.calls)
+
+    def matches(self, call: Call) -> bool:
+        if not self.applies_to(call.name, call.alias):
+            return False
+        return all(_HOLDS[key](getattr(self, key), call) for key in self.keys())
+
+
+@dataclass(frozen=True)
+class Call:
+    """What the supervisor knows about one socket call."""
+
+    name: str  # the operation: one of names.SUBCALLS
+    alias: str | None = None  # "send" or "recv" when the call is a plain one in disguise
+    family: int | None = None  # the address's family if the call names one, else the socket's
+    type: int | None = None
+    protocol: int | None = None  # as asked for: 0 means the family's default
+    address: Address | None = None
+    path: str | None = None  # a unix path, resolved as the kernel resolves it
+    exe: str | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: Action
+    errno: int
+    rule: Rule | None  # None: the profile's default decided
+
+
+def decide(rules: Sequence[Rule], default: Verdict, call: Call) -> Verdict:
+    """The verdict of the first matching rule, judging an IPv6 address that carries an
+    IPv4 one as both and keeping the stricter verdict (see `ipv4_views`)."""
+    verdicts = [_first_match(rules, default, view) for view in _views(call)]
+    return max(verdicts, key=lambda verdict: verdict.action.severity)
+
+
+def _first_match(rules: Sequence[Rule], default: Verdict, call: Call) -> Verdict:
+    for rule in rules:
+        if rule.matches(call):
+            return Verdict(rule.action, default.errno if rule.errno is None else rule.errno, rule)
+    return default
+
+
+def _views(call: Call) -> list[Call]:
+    if not isinstance(call.address, (Inet4, Inet6)):
+        return [call]
+    views = [call]
+    if isinstance(call.address, Inet6):
+        mapped, carried = ipv4_views(call.address.address)
+        as_ipv4 = [replace(call, family=AF_INET, address=Inet4(v4, call.address.port))
+                   for v4 in carried]
+        views = as_ipv4 if mapped else [call, *as_ipv4]
+    if call.name == "bind":
+        return views
+    # A destination of 0.0.0.0 or :: reaches this host (the kernel routes it to loopback).
+    return views + [replace(view, address=replace(view.address, address=_LOOPBACK[view.address.address.version]))
+                    for view in views if view.address.address.is_unspecified]
+
+
+_LOOPBACK = {4: ipaddress.IPv4Address("127.0.0.1"), 6: ipaddress.IPv6Address("::1")}
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # SIIT
+_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
+_TEREDO = ipaddress.IPv6Network("2001::/32")
+
+
+def ipv4_views(address: ipaddress.IPv6Address) -> tuple[bool, list[ipaddress.IPv4Address]]:
+    """The IPv4 addresses an IPv6 address carries, and whether it *is* IPv4 traffic.
+
+    An IPv4-mapped address is IPv4 on the wire, so it is judged only as IPv4. Other
+    spellings (IPv4-compatible, SIIT-translated, NAT64, 6to4, Teredo) are routed as IPv6
+    but reach the IPv4 host through a gateway or tunnel, so they are judged both ways.
+    """
+    value = int(address)
+    low32 = ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    if address in _MAPPED:
+        return True, [low32]
+    if address in _TRANSLATED or address in _NAT64:
+        return False, [low32]
+    if address in _COMPATIBLE and value > 1:
+        return False, [low32]
+    if address in _SIX_TO_FOUR:
+        return False, [ipaddress.IPv4Address((value >> 80) & 0xFFFFFFFF)]
+    if address in _TEREDO:  # the server's address, then the client's (obfuscated)
+        return False, [ipaddress.IPv4Address((value >> 64) & 0xFFFFFFFF),
+                       ipaddress.IPv4Address(~value & 0xFFFFFFFF)]
+    return False, []
+
+
+def effective_protocol(family: int, sock_type: int, protocol: int) -> int:
+    return protocol or default_protocol(family, sock_type & SOCK_TYPE_MASK)
+
+
+def _family_holds(families: frozenset[int], call: Call) -> bool:
+    return call.family in families
+
+
+def _type_holds(types: frozenset[int], call: Call) -> bool:
+    return call.type is not None and call.type & SOCK_TYPE_MASK in types
+
+
+def _protocol_holds(protocols: Iterable[Protocol], call: Call) -> bool:
+    if call.protocol is None or call.family is None or call.type is None:
+        return False
+    number = effective_protocol(call.family, call.type, call.protocol)
+    return any(p.number == number and (p.families is None or call.family in p.families)
+               for p in protocols)
+
+
+def _address_holds(networks: Iterable[IPNetwork], call: Call) -> bool:
+    if not isinstance(call.address, (Inet4, Inet6)):
+        return False
+    ip = call.address.address
+    return any(ip.version == net.version and ip in net for net in networks)
+
+
+def _port_holds(ports: Iterable[PortRange], call: Call) -> bool:
+    return isinstance(call.address, (Inet4, Inet6)) and any(call.address.port in r for r in ports)
+
+
+def _path_holds(globs: Iterable[Glob], call: Call) -> bool:
+    return call.path is not None and any(g.matches(call.path) for g in globs)
+
+
+def _abstract_holds(globs: Iterable[Glob], call: Call) -> bool:
+    if not isinstance(call.address, Unix) or call.address.abstract is None:
+        return False
+    name = os.fsdecode(call.address.abstract)
+    return any(g.matches(name) for g in globs)
+
+
+def _exe_holds(globs: Iterable[Glob], call: Call) -> bool:
+    return call.exe is not None and any(g.matches(call.exe) for g in globs)
+
+
+_HOLDS = {
+    "family": _family_holds, "type": _type_holds, "protocol": _protocol_holds,
+    "address": _address_holds, "port": _port_holds, "path": _path_holds,
+    "abstract": _abstract_holds, "exe": _exe_holds,
+}
+
+ALL_CALLS = frozenset(SUBCALLS)
+
+
+
+def needs_socket(rules: Iterable[Rule], name: str) -> bool:
+    """Whether judging `name` needs the family, type or protocol of its socket, which
+    only the socket itself can tell (the address family of bind/connect is in memory)."""
+    names = {name, PLAIN_ALIAS.get(name)}
+    keys = ("type", "protocol") if name in ("bind", "connect") else ("family", "type", "protocol")
+    return name not in ("socket", "socketpair") and any(
+        rule.calls & names and any(getattr(rule, key) is not None for key in keys)
+        for rule in rules)
