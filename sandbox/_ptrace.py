@@ -11,7 +11,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ptrace import PtraceError
 from ptrace.binding import func as _pt
@@ -41,7 +41,10 @@ PTRACE_EVENT_STOP = 128
 PTRACE_SYSCALL_INFO_SECCOMP = 3
 WALL = 0x40000000  # __WALL: wait for threads as well as processes
 
-OPTIONS = (PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE
+PTRACE_O_TRACESYSGOOD = _pt.PTRACE_O_TRACESYSGOOD
+SYSCALL_STOP = 0x80 | 5  # WSTOPSIG of a syscall stop under TRACESYSGOOD: SIGTRAP | 0x80
+
+OPTIONS = (PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE
            | PTRACE_O_TRACEEXEC | PTRACE_O_TRACESECCOMP | PTRACE_O_EXITKILL)
 
 
@@ -64,6 +67,11 @@ def seize(pid: int) -> None:
 
 def cont(pid: int, signal: int = 0) -> None:
     _request(_pt.PTRACE_CONT, pid, 0, signal)
+
+
+def cont_to_syscall_exit(pid: int) -> None:
+    """Resume, stopping again when the current syscall returns."""
+    _request(_pt.PTRACE_SYSCALL, pid)
 
 
 def listen(pid: int) -> None:
@@ -115,19 +123,45 @@ def fail_syscall(pid: int, err: int) -> None:
     _request(_pt.PTRACE_POKEUSER, pid, _RAX, (1 << 64) - err)
 
 
-def rewrite_i386_syscall(pid: int, nr: int, args: tuple[int, ...]) -> None:
-    """At a seccomp stop: make the tracee run another i386 syscall with these arguments
-    (the kernel re-runs the filter on it)."""
+def _registers(pid: int) -> Any:
     try:
-        regs = _pt.ptrace_getregs(pid)
-        regs.orig_rax = nr
-        for register, value in zip(I386_ARG_REGISTERS, args):
-            setattr(regs, register, value & 0xFFFFFFFF)
+        return _pt.ptrace_getregs(pid)
+    except PtraceError as error:
+        if error.errno == errno.ESRCH:
+            raise TraceeGone(pid) from None
+        raise
+
+
+def _set_registers(pid: int, regs: Any) -> None:
+    try:
         _pt.ptrace_setregs(pid, regs)
     except PtraceError as error:
         if error.errno == errno.ESRCH:
             raise TraceeGone(pid) from None
         raise
+
+
+def rewrite_i386_syscall(pid: int, nr: int, args: tuple[int, ...]) -> Any:
+    """At a seccomp stop: make the tracee run another i386 syscall with these arguments
+    (the kernel re-runs the filter on it). Returns the registers as they were, for
+    `restore_after_rewrite` once the syscall returns."""
+    original = _registers(pid)
+    regs = _pt.ptrace_registers_t.from_buffer_copy(original)
+    regs.orig_rax = nr
+    for register, value in zip(I386_ARG_REGISTERS, args):
+        setattr(regs, register, value & 0xFFFFFFFF)
+    _set_registers(pid, regs)
+    return original
+
+
+def restore_after_rewrite(pid: int, original: Any) -> None:
+    """At the syscall-exit stop after a rewrite: every register as it was but the result.
+    i386 code relies on the kernel preserving the argument registers (ebx is the GOT
+    pointer of PIC code), and a syscall the kernel restarts after a signal must restart
+    as the socketcall it was, which it takes from orig_rax."""
+    result = _registers(pid).rax
+    original.rax = result
+    _set_registers(pid, original)
 
 
 # --- tracee memory ----------------------------------------------------------------------

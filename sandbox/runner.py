@@ -21,13 +21,15 @@ def run(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
     """
     filter.check_kernel()
     program = filter.build(profile)
-    # Processes in the sandbox run as our user; they must not be able to read or
-    # write the supervisor's memory, which being non-dumpable forbids.
-    spawn.prctl(PR_SET_DUMPABLE, 0)
     # Orphans of the command are reparented to us, so that we can reap them.
     spawn.prctl(spawn.PR_SET_CHILD_SUBREAPER, 1)
     signals.block()
     child = spawn.spawn(argv, program, env, cwd, keep_fds)
+    # Processes in the sandbox run as our user; they must not be able to read or write
+    # the supervisor's memory, which being non-dumpable forbids. Only after the fork:
+    # the child would inherit it, and an unprivileged tracer cannot seize a
+    # non-dumpable process.
+    spawn.prctl(PR_SET_DUMPABLE, 0)
     supervisor = Supervisor(profile, AuditLog(sinks), child.pid)
     signals.forward(child.pid, lambda: supervisor.tracees)
     return supervisor.run()

@@ -10,6 +10,8 @@ import signal
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from ptrace import PtraceError
+
 from . import _ptrace, filter
 from .errors import SandboxError
 
@@ -55,9 +57,16 @@ def spawn(argv: Sequence[str], program: bytes, env: Mapping[str, str] | None = N
     os.close(report_write)
     try:
         _ptrace.seize(pid)
-    finally:
-        os.write(go_write, b"g")
-        os.close(go_write)
+    except PtraceError as error:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        for fd in (go_write, report_read):
+            os.close(fd)
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise SandboxError(f"cannot trace the command (ptrace: {reason}); "
+                           "a container must allow ptrace of one's own children") from None
+    os.write(go_write, b"g")
+    os.close(go_write)
     with os.fdopen(report_read, "rb") as report:
         failure = report.read()
     if failure:

@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import _ptrace
 from .abi import Abi, SOCKETCALL, Via, abi_of, identify, socketcall_nargs, subcall_name, syscall_number
@@ -94,6 +95,8 @@ class Supervisor:
     main_status: int | None = None
     killed_by_rule: bool = False
     exe_cache: dict[int, str | None] = field(default_factory=dict)
+    # Tracees running a rewritten socketcall, with the registers to restore.
+    rewritten: dict[int, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.tracees.add(self.main_pid)
@@ -120,6 +123,7 @@ class Supervisor:
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):
             self.tracees.discard(pid)
             self.exe_cache.pop(pid, None)
+            self.rewritten.pop(pid, None)
             if pid == self.main_pid:
                 self.main_status = status
             return
@@ -130,7 +134,11 @@ class Supervisor:
             os.kill(pid, signal.SIGKILL)
             return
         stop_signal, event = os.WSTOPSIG(status), status >> 16
-        if event == _ptrace.PTRACE_EVENT_SECCOMP:
+        if stop_signal == _ptrace.SYSCALL_STOP:
+            if pid in self.rewritten:
+                _ptrace.restore_after_rewrite(pid, self.rewritten.pop(pid))
+            _ptrace.cont(pid)
+        elif event == _ptrace.PTRACE_EVENT_SECCOMP:
             self.on_seccomp(pid)
         elif event in _FORK_EVENTS:
             self.tracees.add(_ptrace.event_message(pid))
@@ -201,7 +209,9 @@ class Supervisor:
             direct, extra = _I386_DIRECT.get(name, (name, ()))
             nr = syscall_number(Abi.I386, direct)
             assert nr is not None
-            _ptrace.rewrite_i386_syscall(tid, nr, (*args, *extra))
+            self.rewritten[tid] = _ptrace.rewrite_i386_syscall(tid, nr, (*args, *extra))
+            _ptrace.cont_to_syscall_exit(tid)
+            return
         _ptrace.cont(tid)
 
     def kill_all(self) -> None:

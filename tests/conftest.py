@@ -1,0 +1,200 @@
+"""Shared fixtures: C programs built for this session, loopback servers, and a way to
+run `sockbox` as a user would (a separate process, its real exit status)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+C_SOURCES = TESTS / "c"
+
+
+# --- programs compiled in this session ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Programs:
+    directory: Path
+
+    def __call__(self, name: str, bits: int = 64) -> str:
+        return str(self.directory / f"{name}{bits}")
+
+
+@pytest.fixture(scope="session")
+def programs() -> Programs:
+    """Every tests/c/*.c built twice: as NAME64 (x86_64) and NAME32 (gcc -m32)."""
+    directory = Path(tempfile.mkdtemp(prefix="sockbox-tests-"))
+    directory.chmod(0o755)  # readable by the unprivileged user of some tests
+    for source in sorted(C_SOURCES.glob("*.c")):
+        for bits, flags in ((64, []), (32, ["-m32"])):
+            output = directory / f"{source.stem}{bits}"
+            subprocess.run(["gcc", *flags, "-O2", "-Wall", "-Werror", "-o", str(output),
+                            str(source), "-lpthread"], check=True)
+    yield Programs(directory)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+# --- running sockbox ---------------------------------------------------------------------
+
+SOCKBOX = [sys.executable, "-m", "sandbox"]
+
+
+def sockbox(*args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
+    """`sockbox ARGS...` in a child process, output captured as text."""
+    return subprocess.run([*SOCKBOX, *args], capture_output=True, text=True, timeout=timeout,
+                          **kwargs)
+
+
+@pytest.fixture
+def run_sockbox():
+    return sockbox
+
+
+# --- loopback servers --------------------------------------------------------------------
+
+
+@dataclass
+class TcpServer:
+    """Accepts on loopback, records what each connection sent, answers "pong"."""
+
+    family: int = socket.AF_INET
+    host: str = "127.0.0.1"
+    received: list[bytes] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.listener = socket.socket(self.family, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((self.host, 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            try:
+                data = conn.recv(4096)
+                self.received.append(data)
+                conn.sendall(b"pong")
+            except OSError:
+                self.received.append(b"")
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@dataclass
+class UdpServer:
+    """A bound loopback datagram socket; `collect` returns what reached it."""
+
+    family: int = socket.AF_INET
+    host: str = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        self.sock = socket.socket(self.family, socket.SOCK_DGRAM)
+        self.sock.bind((self.host, 0))
+        self.port = self.sock.getsockname()[1]
+
+    def collect(self, quiet_for: float = 0.3) -> list[bytes]:
+        """Every datagram queued so far, and any arriving until `quiet_for` passes
+        without one. Loopback queues a datagram before sendto() returns, so after the
+        sender exited everything it sent is here."""
+        datagrams = []
+        self.sock.settimeout(quiet_for)
+        while True:
+            try:
+                datagrams.append(self.sock.recv(65536))
+            except socket.timeout:
+                return datagrams
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def tcp_server():
+    server = TcpServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def tcp6_server():
+    server = TcpServer(socket.AF_INET6, "::1")
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def udp_server():
+    server = UdpServer()
+    yield server
+    server.close()
+
+
+@dataclass
+class UnixServer:
+    """A unix stream server at a filesystem path or an abstract name."""
+
+    address: str | bytes
+    received: list[bytes] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.address)
+        self.listener.listen(16)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                self.received.append(conn.recv(4096))
+                conn.sendall(b"pong")
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def unix_server(tmp_path):
+    tmp_path.chmod(0o755)
+    server = UnixServer(str(tmp_path / "server.sock"))
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def abstract_server():
+    server = UnixServer(f"\0sockbox-test-{os.getpid()}-{time.monotonic_ns()}")
+    yield server
+    server.close()
+
+
+def write_profile(directory: Path, text: str, name: str = "test.toml") -> str:
+    path = directory / name
+    path.write_text(text)
+    return str(path)
