@@ -14,7 +14,7 @@ from typing import IO, Annotated, Optional
 
 import typer
 
-from . import __version__
+from . import __version__, names
 from .errors import ProfileError, SandboxError, UsageError
 from .profile import Profile, builtin_names, inline_rule, load_profile
 from .rules import Action
@@ -119,6 +119,42 @@ def check(
         else:
             typer.echo(f"{spec}: ok")
     raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def explain(
+    call: Annotated[str, typer.Argument(help="A socket call: connect, sendto, socket, ...")],
+    target: Annotated[Optional[str], typer.Argument(
+        help="1.2.3.4:443, [2001:db8::1]:53, unix:/run/x.sock, unix:@name, or a family name.")] = None,
+    profile: ProfileOption = "offline",
+    family: Annotated[Optional[str], typer.Option("--family", help="The socket's family.")] = None,
+    sock_type: Annotated[Optional[str], typer.Option("--type", help="The socket's type.")] = None,
+    protocol: Annotated[Optional[str], typer.Option("--protocol", help="The socket's protocol.")] = None,
+    exe: Annotated[Optional[str], typer.Option("--exe", help="The calling executable.")] = None,
+) -> None:
+    """Say what PROFILE decides for CALL [TARGET], and which rule decides it.
+
+    Exit 0 for allow, 1 for deny or kill."""
+    from .explain import explain_call
+
+    resolved = load_profile(profile)
+    subject = explain_call(call, target, family, sock_type, protocol, exe)
+    verdict = resolved.decide(subject)
+    decided_by = f"{verdict.rule.label}: {verdict.rule}" if verdict.rule else f"the default of {resolved.source}"
+    outcome = verdict.action.value + (f" {names.errno_name(verdict.errno)}" if verdict.action is Action.DENY else "")
+    typer.echo(f"{outcome} ({decided_by})")
+    raise typer.Exit(0 if verdict.action is Action.ALLOW else 1)
+
+
+@app.command()
+def show(profile: ProfileOption = "offline") -> None:
+    """Print PROFILE's resolved rules, and per call and ABI whether the kernel decides
+    alone or the supervisor is asked, and why."""
+    from .filter import plan
+    from .show import render
+
+    resolved = load_profile(profile)
+    typer.echo(render(resolved, plan(resolved)))
 
 
 @app.command("profiles")

@@ -106,10 +106,10 @@ def shapes(syscall: SocketSyscall) -> list[tuple[Conjunction, Shape]]:
                            registers=(("family", 0), ("type", 1), ("protocol", 2))))]
     if call == "sendto":
         plain = arg_is(3, {0}, "!(flags & MSG_FASTOPEN)", mask=MSG_FASTOPEN)
-        no_destination = Shape(call, names=frozenset({"sendto", "send"}), text="no destination")
+        names = frozenset({"sendto", "send"})
         return [
-            ((*pointer_is_null(abi, 4, "dest_addr"), plain), no_destination),
-            ((arg_is(5, {0}, "addrlen == 0"), plain), no_destination),
+            ((*pointer_is_null(abi, 4, "dest_addr"), plain), Shape(call, names=names, text="dest_addr NULL")),
+            ((arg_is(5, {0}, "addrlen == 0"), plain), Shape(call, names=names, text="addrlen 0")),
             ((), Shape(call, names=frozenset({"sendto"}), maybe_names=frozenset({"send"}),
                        address=True, text="destination or MSG_FASTOPEN")),
         ]
@@ -245,14 +245,17 @@ class _RuleCompiler:
                 needs.append("the destination, to tell a plain send")
             verdict = Verdict(rule.action, self.profile.errno if rule.errno is None else rule.errno, rule)
             action = RET_TRACE if needs else self.kernel_action(verdict)
-            reason = f"{rule.label}: " + (f"needs {', '.join(needs)}" if needs else rule.action.value)
+            reason = f"{rule.label}: " + (f"needs {', '.join(needs)}" if needs else self.outcome(verdict))
             alternatives = _register_conditions(rule, registers)
             clauses.extend(Clause(tests, action, reason) for tests in alternatives)
             if alternatives == [()]:
                 return clauses  # this rule (or the supervisor) settles every remaining call
         default = self.profile.default_verdict
-        clauses.append(Clause((), self.kernel_action(default), f"default {default.action.value}"))
+        clauses.append(Clause((), self.kernel_action(default), f"default {self.outcome(default)}"))
         return clauses
+
+    def outcome(self, verdict: Verdict) -> str:
+        return verdict.action.value + (", audited" if self.profile.audits(verdict) else "")
 
 
 def _register_conditions(rule: Rule, registers: dict[str, int]) -> list[Conjunction]:

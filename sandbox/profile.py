@@ -176,7 +176,7 @@ class _Reader:
         errno = None
         if "errno" in table:
             errno = self.errno(table["errno"], f"{where}.errno")
-            if action is not Action.DENY:
+            if action not in (Action.DENY, None):
                 self.error(f"{where}.errno", f"only a deny rule returns an errno, this one is {action.value}")
         log = table.get("log", False)
         if not isinstance(log, bool):
@@ -200,7 +200,9 @@ class _Reader:
             return
         families = conditions.get("family")
         families = set(families) if families is not None else None
-        for key, kind in (("address", {AF_INET, AF_INET6}), ("port", {AF_INET, AF_INET6}),
+        networks = conditions.get("address") or ()
+        address_kind = {AF_INET if net.version == 4 else AF_INET6 for net in networks}
+        for key, kind in (("address", address_kind), ("port", {AF_INET, AF_INET6}),
                           ("path", {AF_UNIX}), ("abstract", {AF_UNIX})):
             if conditions.get(key) is None:
                 continue
@@ -231,7 +233,7 @@ class _Reader:
         choices = [member.value for member in enum_type]
         if value not in choices:
             self.error(where, f"{value!r} is not one of {', '.join(choices)}")
-            return next(iter(enum_type))
+            return None
         return enum_type(value)
 
     def errno(self, value: Any, where: str) -> int:

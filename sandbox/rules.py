@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 from typing import Iterable, Sequence, Union
 
 from .decode import Address, Inet4, Inet6, Unix
-from .names import AF_INET, SOCK_TYPE_MASK, SUBCALLS, default_protocol
+from .names import (AF_INET, SOCK_TYPE_MASK, SUBCALLS, default_protocol, errno_name,
+                    family_name, protocol_name, type_name)
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
@@ -76,7 +77,7 @@ def _glob_to_regex(pattern: str) -> str:
             out.append("[^/]*")
         elif char == "?":
             out.append("[^/]")
-        elif char == "[" and (end := pattern.find("]", i + 2)) != -1:
+        elif char == "[" and (end := _class_end(pattern, i)) != -1:
             body = pattern[i + 1:end]
             negate = body.startswith("!")
             body = re.sub(r"([\\^])", r"\\\1", body[1:] if negate else body)
@@ -87,6 +88,17 @@ def _glob_to_regex(pattern: str) -> str:
             out.append(re.escape(char))
         i += 1
     return "".join(out)
+
+
+def _class_end(pattern: str, start: int) -> int:
+    """Where the class opened at `start` closes, as fnmatch reads it: a `]` right after
+    `[` or `[!` is a member, not the end. -1: no class, the `[` is literal."""
+    j = start + 1
+    if j < len(pattern) and pattern[j] == "!":
+        j += 1
+    if j < len(pattern) and pattern[j] == "]":
+        j += 1
+    return pattern.find("]", j)
 
 
 @dataclass(frozen=True)
@@ -124,6 +136,16 @@ class Rule:
     path: tuple[Glob, ...] | None = None
     abstract: tuple[Glob, ...] | None = None
     exe: tuple[Glob, ...] | None = None
+
+    def __str__(self) -> str:
+        calls = "*" if self.calls == ALL_CALLS else ",".join(c for c in SUBCALLS if c in self.calls)
+        parts = [self.action.value, calls]
+        parts += [f"{key}={_show(key, getattr(self, key))}" for key in self.keys()]
+        if self.errno is not None:
+            parts.append(f"errno={errno_name(self.errno)}")
+        if self.log:
+            parts.append("log")
+        return " ".join(parts)
 
     def keys(self) -> tuple[str, ...]:
         """The condition keys this rule sets."""
@@ -163,7 +185,8 @@ def decide(rules: Sequence[Rule], default: Verdict, call: Call) -> Verdict:
     """The verdict of the first matching rule, judging an IPv6 address that carries an
     IPv4 one as both and keeping the stricter verdict (see `ipv4_views`)."""
     verdicts = [_first_match(rules, default, view) for view in _views(call)]
-    return max(verdicts, key=lambda verdict: verdict.action.severity)
+    # On a tie, name the rule rather than the default.
+    return max(verdicts, key=lambda verdict: (verdict.action.severity, verdict.rule is not None))
 
 
 def _first_match(rules: Sequence[Rule], default: Verdict, call: Call) -> Verdict:
@@ -274,6 +297,19 @@ _HOLDS = {
 }
 
 ALL_CALLS = frozenset(SUBCALLS)
+
+
+def _show(key: str, values: Iterable[object]) -> str:
+    if key == "family":
+        return ",".join(family_name(v) for v in sorted(values))  # type: ignore[arg-type]
+    if key == "type":
+        return ",".join(type_name(v) for v in sorted(values))  # type: ignore[arg-type]
+    if key == "protocol":
+        return ",".join(protocol_name(min(p.families), p.number) if p.families else str(p.number)
+                        for p in values)  # type: ignore[attr-defined]
+    if key in ("path", "abstract", "exe"):
+        return ",".join(g.pattern for g in values)  # type: ignore[attr-defined]
+    return ",".join(str(v) for v in values)
 
 
 

@@ -1,0 +1,36 @@
+"""`sockbox show`: a profile's rules and the filter's plan, in words."""
+
+from __future__ import annotations
+
+from .filter import RET_ALLOW, RET_TRACE, AbiPlan
+from .names import errno_name
+from .profile import Profile
+
+
+def render(profile: Profile, plans: list[AbiPlan]) -> str:
+    lines = [f"{profile.name} ({profile.source}): {profile.description}",
+             f"default {profile.default.value}, errno {errno_name(profile.errno)}, log {profile.log.value}",
+             "", "rules (first match wins):"]
+    lines += [f"  {rule.label}  {rule}" for rule in profile.rules] or ["  (none)"]
+    for abi_plan in plans:
+        lines += ["", f"{abi_plan.abi.value}: where each call is decided"]
+        for syscall in abi_plan.syscalls:
+            for shape_plan in syscall.shapes:
+                form = shape_plan.shape.call if syscall.name == "socketcall" else ""
+                label = " ".join(part for part in (syscall.name, form, shape_plan.shape.text) if part)
+                outcomes = "; ".join(_clause(c.action, c.reason, c.tests) for c in shape_plan.clauses)
+                lines.append(f"  {label:<38} {outcomes}")
+    return "\n".join(lines)
+
+
+def _clause(action: int, reason: str, tests: tuple) -> str:
+    if action == RET_TRACE:
+        where = "supervisor"
+    elif action == RET_ALLOW:
+        where = "kernel allows"
+    elif action & 0xFFFF0000 == 0x00050000:
+        where = f"kernel fails {errno_name(action & 0xFFFF)}"
+    else:
+        where = "kernel kills"
+    condition = " if " + " and ".join(t.text for t in tests if t.text) if tests else ""
+    return f"{where}{condition} ({reason})"
