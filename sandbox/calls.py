@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from .abi import Abi
-from .decode import (Address, Malformed, Unix, Unspec, UIO_MAXIOV, check_addrlen, decode_msghdr,
-                     decode_sockaddr, mmsghdr_size, msghdr_size)
-from .rules import PLAIN_ALIAS, Call
+from .decode import (Address, Malformed, Unix, Unspec, UIO_MAXIOV, check_addrlen, check_iovlen,
+                     decode_for_socket, decode_msghdr, mmsghdr_size, msghdr_size)
+from .rules import ADDRESS_CALLS, PLAIN_ALIAS, Call
 
 
 class Memory(Protocol):
@@ -43,12 +43,6 @@ class Subject:
     addrlen: int | None = None
 
 
-# Calls whose first argument is a socket descriptor.
-_FD_CALLS = frozenset({
-    "bind", "connect", "listen", "accept", "getsockname", "getpeername", "send", "recv",
-    "sendto", "recvfrom", "shutdown", "setsockopt", "getsockopt", "sendmsg", "recvmsg",
-    "accept4", "recvmmsg", "sendmmsg",
-})
 
 
 def int32(value: int) -> int:
@@ -61,55 +55,83 @@ def describe(name: str, abi: Abi, args: tuple[int, ...], memory: Memory, process
              needs_socket: bool) -> list[Subject]:
     """The subjects of one call: one, or one per message of a sendmmsg."""
     args = tuple(a & abi.word_mask for a in args)
-    fd = int32(args[0]) if name in _FD_CALLS else None
-    base = Call(name, exe=process.exe())
-    if fd is not None and needs_socket:
-        family, sock_type, protocol = process.socket_info(fd)
-        base = replace(base, family=family, type=sock_type, protocol=protocol)
-
+    call = Call(name, exe=process.exe())
     if name in ("socket", "socketpair"):
-        base = replace(base, family=int32(args[0]), type=int32(args[1]), protocol=int32(args[2]))
-        return [Subject(base, args)]
+        call = replace(call, family=int32(args[0]), type=int32(args[1]), protocol=int32(args[2]))
+        return [Subject(call, args)]
+    fd = int32(args[0])
+    if name not in ADDRESS_CALLS:
+        if needs_socket:
+            call = _with_socket(call, process.socket_info(fd))
+        if name in ("send", "recv") or (name == "recvfrom" and args[4] == 0):
+            call = _plain(call)
+        return [Subject(call, args, fd)]
+
+    # The address is read the way the socket's protocol reads it, so the socket comes
+    # first; except that connect copies the address before it finds out the descriptor
+    # is no socket (__sys_connect), so that ENOTSOCK waits.
+    try:
+        socket = process.socket_info(fd)
+        not_a_socket = None
+    except Malformed as error:
+        if name != "connect" or error.errno != errno.ENOTSOCK:
+            raise
+        socket, not_a_socket = (0, 0, 0), error
+    call = _with_socket(call, socket)
+
     if name in ("bind", "connect"):
         addrlen = int32(args[2])
         check_addrlen(addrlen)
         raw = memory.read(args[1], addrlen)
-        address = decode_sockaddr(raw, unspec_is_ipv4=name == "bind")
-        call = _with_address(base, address, process, follow_last=name == "connect")
-        return [Subject(call, args, fd, addrlen)]
+        if len(raw) < 2:
+            raise Malformed(errno.EINVAL, f"address of {len(raw)} bytes has no family")
+        if not_a_socket is not None:
+            raise not_a_socket
+        address = decode_for_socket(raw, socket[0], socket[1], name)
+        return [Subject(_with_address(call, address, process, follow_last=name == "connect"),
+                        args, fd, addrlen)]
     if name == "sendto":
         addrlen = int32(args[5])
-        address = _destination(memory, args[4], addrlen)
-        return [Subject(_with_address(base, address, process), args, fd, addrlen)]
-    if name == "recvfrom":
-        return [Subject(_plain(base) if args[4] == 0 else base, args, fd)]
+        address = _destination(memory, args[4], addrlen, socket)
+        return [Subject(_with_address(call, address, process), args, fd, addrlen)]
     if name == "sendmsg":
         header = decode_msghdr(memory.read(args[1], msghdr_size(abi)), abi)
-        address = _destination(memory, header.name, header.namelen)
-        return [Subject(_with_address(base, address, process), args, fd, header.namelen)]
-    if name == "sendmmsg":
-        return _sendmmsg(base, abi, args, memory, process, fd)
-    if name in ("send", "recv"):
-        return [Subject(_plain(base), args, fd)]
-    return [Subject(base, args, fd)]
+        address = _destination(memory, header.name, header.namelen, socket)
+        check_iovlen(header)
+        return [Subject(_with_address(call, address, process), args, fd, header.namelen)]
+    return _sendmmsg(call, abi, args, memory, process, fd, socket)
 
 
-def _sendmmsg(base: Call, abi: Abi, args: tuple[int, ...], memory: Memory, process: Process,
-              fd: int | None) -> list[Subject]:
+def _with_socket(call: Call, socket: tuple[int, int, int]) -> Call:
+    family, sock_type, protocol = socket
+    return replace(call, family=family, type=sock_type, protocol=protocol)
+
+
+def _sendmmsg(call: Call, abi: Abi, args: tuple[int, ...], memory: Memory, process: Process,
+              fd: int, socket: tuple[int, int, int]) -> list[Subject]:
+    """Each message, read one at a time as __sys_sendmmsg does: a fault or malformed
+    message after the first ends the batch there (the kernel sends the ones before it
+    and returns their count); only a bad first message fails the call."""
     count = min(args[2] & 0xFFFFFFFF, UIO_MAXIOV)  # the kernel caps vlen, it does not refuse it
     if count == 0:
-        return [Subject(_plain(base), args, fd)]
+        return [Subject(_plain(call), args, fd)]
     stride = mmsghdr_size(abi)
-    vector = memory.read(args[1], count * stride)
-    subjects = []
+    subjects: list[Subject] = []
     for index in range(count):
-        header = decode_msghdr(vector[index * stride:(index + 1) * stride], abi)
-        address = _destination(memory, header.name, header.namelen)
-        subjects.append(Subject(_with_address(base, address, process), args, fd, header.namelen))
+        try:
+            header = decode_msghdr(memory.read(args[1] + index * stride, msghdr_size(abi)), abi)
+            address = _destination(memory, header.name, header.namelen, socket)
+            check_iovlen(header)
+        except Malformed:
+            if not subjects:
+                raise
+            break
+        subjects.append(Subject(_with_address(call, address, process), args, fd, header.namelen))
     return subjects
 
 
-def _destination(memory: Memory, pointer: int, length: int) -> Address | None:
+def _destination(memory: Memory, pointer: int, length: int,
+                 socket: tuple[int, int, int]) -> Address | None:
     """The destination a send names, None if it names none.
 
     An address too short for its family cannot steer any protocol (each refuses it, or
@@ -121,7 +143,7 @@ def _destination(memory: Memory, pointer: int, length: int) -> Address | None:
     check_addrlen(length)
     raw = memory.read(pointer, length)
     try:
-        return decode_sockaddr(raw, unspec_is_ipv4=True)
+        return decode_for_socket(raw, socket[0], socket[1], "sendto")
     except Malformed as error:
         if error.errno == errno.EINVAL:
             return None
@@ -134,6 +156,7 @@ def _plain(call: Call) -> Call:
 
 def _with_address(call: Call, address: Address | None, process: Process,
                   follow_last: bool = True) -> Call:
+    """The call judged by its address: the address's family replaces the socket's."""
     if address is None or (isinstance(address, Unspec) and call.name != "connect"):
         return _plain(call)
     path = None

@@ -86,28 +86,19 @@ def check_addrlen(addrlen: int) -> None:
         raise Malformed(errno.EINVAL, f"address length {addrlen} outside 0..128")
 
 
-def decode_sockaddr(raw: bytes, *, unspec_is_ipv4: bool = False) -> Address:
-    """Decode a sockaddr of exactly len(raw) bytes.
-
-    `unspec_is_ipv4`: the IPv4 layer reads an AF_UNSPEC address given to bind(),
-    sendto() or sendmsg() as an IPv4 one (a compatibility rule of inet_bind and
-    udp_sendmsg), so in those calls it must be judged as the address it carries.
-    """
+def decode_sockaddr(raw: bytes) -> Address:
+    """Decode a sockaddr of exactly len(raw) bytes by its own sa_family."""
     if len(raw) < 2:
         raise Malformed(errno.EINVAL, f"address of {len(raw)} bytes has no family")
     (family,) = struct.unpack_from("=H", raw)
     if family == AF_UNSPEC:
-        if unspec_is_ipv4 and len(raw) >= _MIN_LENGTH[AF_INET]:
-            return _inet4(raw)
         return Unspec()
     if family in _MIN_LENGTH and len(raw) < _MIN_LENGTH[family]:
         raise Malformed(errno.EINVAL, f"family {family} address of only {len(raw)} bytes")
     if family == AF_INET:
         return _inet4(raw)
     if family == AF_INET6:
-        port, flowinfo, address = struct.unpack_from("!HI16s", raw, 2)
-        scope_id = struct.unpack_from("=I", raw, 24)[0] if len(raw) >= 28 else 0
-        return Inet6(ipaddress.IPv6Address(address), port, flowinfo, scope_id)
+        return _inet6(raw)
     if family == AF_UNIX:
         return _unix(raw)
     if family == AF_NETLINK:
@@ -116,9 +107,42 @@ def decode_sockaddr(raw: bytes, *, unspec_is_ipv4: bool = False) -> Address:
     return Unknown(family, raw[2:])
 
 
+def decode_for_socket(raw: bytes, family: int, sock_type: int, call: str) -> Address | None:
+    """The address as the socket's own protocol reads it in `call`; None where it names
+    no peer. sa_family alone can mislead: an AF_UNSPEC address given to bind, sendto or
+    sendmsg is read by the IPv4 layer as an IPv4 one (inet_bind, udp_sendmsg, raw_sendmsg)
+    and by raw IPv6 sockets as an IPv6 one (rawv6_sendmsg), while UDP over IPv6 reads it
+    as no destination (udpv6_sendmsg); and families other than inet, inet6, unix and
+    netlink read their sockaddr as their own whatever sa_family says (packet_sendmsg).
+    In connect, AF_UNSPEC dissolves an association in every family."""
+    if len(raw) >= 2 and struct.unpack_from("=H", raw)[0] == AF_UNSPEC:
+        if call == "connect":
+            return Unspec()
+        if family == AF_INET and len(raw) >= _MIN_LENGTH[AF_INET]:
+            return _inet4(raw)
+        if family == AF_INET6 and call != "bind":
+            if sock_type & 0xF == _SOCK_DGRAM:
+                return None
+            if len(raw) >= _MIN_LENGTH[AF_INET6]:
+                return _inet6(raw)
+        return Unspec()
+    if family not in (AF_INET, AF_INET6, AF_UNIX, AF_NETLINK):
+        return Unknown(family, raw[2:])
+    return decode_sockaddr(raw)
+
+
+_SOCK_DGRAM = 2
+
+
 def _inet4(raw: bytes) -> Inet4:
     port, address = struct.unpack_from("!H4s", raw, 2)
     return Inet4(ipaddress.IPv4Address(address), port)
+
+
+def _inet6(raw: bytes) -> Inet6:
+    port, flowinfo, address = struct.unpack_from("!HI16s", raw, 2)
+    scope_id = struct.unpack_from("=I", raw, 24)[0] if len(raw) >= 28 else 0
+    return Inet6(ipaddress.IPv6Address(address), port, flowinfo, scope_id)
 
 
 def _unix(raw: bytes) -> Unix:
@@ -161,13 +185,17 @@ def mmsghdr_size(abi: Abi) -> int:
 
 
 def decode_msghdr(raw: bytes, abi: Abi) -> MsgHdr:
-    """A (compat) struct user_msghdr, with the limits __copy_msghdr() applies."""
+    """A (compat) struct user_msghdr, with the limits __copy_msghdr() applies to the
+    name; the caller copies the name, then applies `check_iovlen`, in the kernel's order."""
     header = MsgHdr(*_MSGHDR[abi].unpack_from(raw))
     if header.name == 0:
         header = header._replace(namelen=0)
     if header.namelen < 0:
         raise Malformed(errno.EINVAL, f"msg_namelen {header.namelen}")
-    if header.iovlen > UIO_MAXIOV:
-        raise Malformed(errno.EMSGSIZE, f"msg_iovlen {header.iovlen}")
     # The kernel silently caps an oversized name at sockaddr_storage.
     return header._replace(namelen=min(header.namelen, SOCKADDR_STORAGE_SIZE))
+
+
+def check_iovlen(header: MsgHdr) -> None:
+    if header.iovlen > UIO_MAXIOV:
+        raise Malformed(errno.EMSGSIZE, f"msg_iovlen {header.iovlen}")

@@ -314,10 +314,10 @@ def _show(key: str, values: Iterable[object]) -> str:
 
 
 def needs_socket(rules: Iterable[Rule], name: str) -> bool:
-    """Whether judging `name` needs the family, type or protocol of its socket, which
-    only the socket itself can tell (the address family of bind/connect is in memory)."""
+    """Whether judging `name` needs its socket's family, type or protocol, which only
+    the socket itself can tell. (The calls that carry an address always look at the
+    socket, to read the address as its protocol does.)"""
     names = {name, PLAIN_ALIAS.get(name)}
-    keys = ("type", "protocol") if name in ("bind", "connect") else ("family", "type", "protocol")
-    return name not in ("socket", "socketpair") and any(
-        rule.calls & names and any(getattr(rule, key) is not None for key in keys)
+    return name not in ADDRESS_CALLS | {"socket", "socketpair"} and any(
+        rule.calls & names and any(getattr(rule, key) is not None for key in ("family", "type", "protocol"))
         for rule in rules)

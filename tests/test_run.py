@@ -421,3 +421,28 @@ def test_works_for_an_unprivileged_user(programs, tcp_server, tmp_path):
                             capture_output=True, text=True, env=env, cwd="/")
     assert "connect ERR EACCES" in denied.stdout
     assert tcp_server.received == [b"ping"]
+
+
+def test_a_sockbox_inside_the_sandbox_cannot_trace():
+    # ptrace is refused inside the sandbox, so a nested sockbox stops with one clear line.
+    result = sockbox("run", "--", sys.executable, "-m", "sandbox", "run", "--", "true")
+    assert result.returncode == 125
+    assert result.stderr == ("sockbox: cannot trace the command (ptrace: Operation not permitted); "
+                             "a container must allow ptrace of one's own children\n")
+
+
+def test_explain_and_show():
+    allowed = sockbox("explain", "-p", "web", "connect", "93.184.216.34:443")
+    assert (allowed.returncode, allowed.stdout) == (
+        0, "allow (web.toml:rule[2]: allow connect,sendto,sendmsg,sendmmsg "
+           "address=0.0.0.0/0,::/0 port=80,443,53)\n")
+    denied = sockbox("explain", "-p", "web", "connect", "[2001:db8::1]:22")
+    assert (denied.returncode, denied.stdout) == (1, "deny EACCES (the default of web.toml)\n")
+    assert sockbox("explain", "-p", "web", "connect", "10.0.0.0/8").returncode == 125
+    shown = sockbox("show", "-p", "web").stdout
+    assert "web.toml:rule[2]  allow connect,sendto,sendmsg,sendmmsg" in shown
+    # a plain send never stops; a connect always asks the supervisor
+    rows = [line.split() for line in shown.splitlines() if line.startswith("  ") and line.split()]
+    assert any(row[:3] == ["sendto", "dest_addr", "NULL"] and row[3:5] == ["kernel", "allows"]
+               for row in rows)
+    assert any(row[0] == "connect" and row[1] == "supervisor" for row in rows)
