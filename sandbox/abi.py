@@ -100,13 +100,19 @@ def syscall_number(abi: Abi, name: str) -> int | None:
     return _numbers(abi).get(name)
 
 
+# Syscalls that are another name for a socket call: i386's recvmmsg with a 64-bit timeout.
+_SAME_CALL = {"recvmmsg_time64": "recvmmsg"}
+
+
 @functools.cache
 def socket_syscalls(abi: Abi) -> tuple[SocketSyscall, ...]:
     """Every syscall of this ABI that performs a socket call, socketcall(102) included."""
-    names = [*SUBCALLS, SOCKETCALL] if abi is Abi.I386 else list(SUBCALLS)
+    names = {name: name for name in SUBCALLS} | _SAME_CALL
+    if abi is Abi.I386:
+        names[SOCKETCALL] = SOCKETCALL
     return tuple(
-        SocketSyscall(abi, nr, name)
-        for name in names
+        SocketSyscall(abi, nr, call)
+        for name, call in names.items()
         if (nr := syscall_number(abi, name)) is not None
     )
 

@@ -134,7 +134,7 @@ class SeccompData(NamedTuple):
 
     def pack(self) -> bytes:
         args = tuple(self.args) + (0,) * (6 - len(self.args))
-        return struct.pack("=iIQ6Q", self.nr, self.arch, self.instruction_pointer,
+        return struct.pack("=IIQ6Q", self.nr & 0xFFFFFFFF, self.arch, self.instruction_pointer,
                            *(a & 0xFFFFFFFFFFFFFFFF for a in args))
 
 

@@ -320,8 +320,13 @@ def build(profile: Profile) -> bytes:
 def _emit_abi(asm: bpf.Assembler, abi_plan: AbiPlan) -> None:
     asm.load(bpf.OFF_NR)
     if abi_plan.abi is Abi.X86_64:
+        # The x32 ABI is killed; but syscall(-1), which the kernel answers with ENOSYS
+        # and programs use as a probe, is not an x32 call.
+        asm.jump(bpf.JMP_JEQ_K, 0xFFFFFFFF, false=(not_minus_one := asm.label()))
+        asm.ret(RET_ALLOW)
+        asm.place(not_minus_one)
         asm.jump(bpf.JMP_JGE_K, X32_SYSCALL_BIT, false=(native := asm.label()))
-        asm.ret(RET_KILL_PROCESS)  # the x32 ABI
+        asm.ret(RET_KILL_PROCESS)
         asm.place(native)
     blocks = {p.nr: asm.label(p.name) for p in abi_plan.syscalls}
     _emit_dispatch(asm, sorted(blocks), blocks)
