@@ -117,13 +117,17 @@ _RAX = _REGS.rax.offset
 I386_ARG_REGISTERS = ("rbx", "rcx", "rdx", "rsi", "rdi", "rbp")
 
 
-def fail_syscall(pid: int, err: int) -> None:
-    """At a seccomp stop: skip the syscall and make it return -err."""
+def set_result(pid: int, value: int) -> None:
+    """At a seccomp stop: skip the syscall and make it return `value` (-errno on error)."""
     _request(_pt.PTRACE_POKEUSER, pid, _ORIG_RAX, (1 << 64) - 1)
-    _request(_pt.PTRACE_POKEUSER, pid, _RAX, (1 << 64) - err)
+    _request(_pt.PTRACE_POKEUSER, pid, _RAX, value & ((1 << 64) - 1))
 
 
-def _registers(pid: int) -> Any:
+def fail_syscall(pid: int, err: int) -> None:
+    set_result(pid, -err)
+
+
+def registers(pid: int) -> Any:
     try:
         return _pt.ptrace_getregs(pid)
     except PtraceError as error:
@@ -132,7 +136,7 @@ def _registers(pid: int) -> Any:
         raise
 
 
-def _set_registers(pid: int, regs: Any) -> None:
+def set_registers(pid: int, regs: Any) -> None:
     try:
         _pt.ptrace_setregs(pid, regs)
     except PtraceError as error:
@@ -141,16 +145,20 @@ def _set_registers(pid: int, regs: Any) -> None:
         raise
 
 
+def copy_registers(regs: Any) -> Any:
+    return _REGS.from_buffer_copy(regs)
+
+
 def rewrite_i386_syscall(pid: int, nr: int, args: tuple[int, ...]) -> Any:
     """At a seccomp stop: make the tracee run another i386 syscall with these arguments
     (the kernel re-runs the filter on it). Returns the registers as they were, for
     `restore_after_rewrite` once the syscall returns."""
-    original = _registers(pid)
-    regs = _pt.ptrace_registers_t.from_buffer_copy(original)
+    original = registers(pid)
+    regs = copy_registers(original)
     regs.orig_rax = nr
     for register, value in zip(I386_ARG_REGISTERS, args):
         setattr(regs, register, value & 0xFFFFFFFF)
-    _set_registers(pid, regs)
+    set_registers(pid, regs)
     return original
 
 
@@ -159,28 +167,30 @@ def restore_after_rewrite(pid: int, original: Any) -> None:
     i386 code relies on the kernel preserving the argument registers (ebx is the GOT
     pointer of PIC code), and a syscall the kernel restarts after a signal must restart
     as the socketcall it was, which it takes from orig_rax."""
-    result = _registers(pid).rax
-    original.rax = result
-    _set_registers(pid, original)
+    original.rax = registers(pid).rax
+    set_registers(pid, original)
 
 
 # --- tracee memory ----------------------------------------------------------------------
 
 _libc = ctypes.CDLL(None, use_errno=True)
-_libc.process_vm_readv.restype = ctypes.c_ssize_t
-_libc.process_vm_readv.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_ulong,
-                                   ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong)
+for _name in ("process_vm_readv", "process_vm_writev"):
+    getattr(_libc, _name).restype = ctypes.c_ssize_t
+    getattr(_libc, _name).argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_ulong,
+                                      ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong)
 
 
 class _IoVec(ctypes.Structure):
     _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
 
 
-MAX_READ = 1 << 20  # no single decode needs more; larger asks are the tracee's absurdity
+MAX_READ = 16 << 20  # no single call needs more; larger asks are the tracee's absurdity
+_WORD = 8
 
 
 class TraceeMemory:
-    """Reads one tracee's memory: process_vm_readv, falling back to /proc/PID/mem."""
+    """One tracee's memory: process_vm_readv/writev, and PTRACE_PEEKDATA/POKEDATA where
+    the tracee made itself non-dumpable (which only an existing tracer gets past)."""
 
     def __init__(self, pid: int):
         self.pid = pid
@@ -188,31 +198,61 @@ class TraceeMemory:
     def read(self, address: int, length: int) -> bytes:
         if length == 0:
             return b""
-        if length < 0 or length > MAX_READ or address + length > 1 << 64:
-            raise Malformed(errno.EFAULT, f"read of {length} bytes at {address:#x}")
+        self._check_range(address, length)
         buffer = ctypes.create_string_buffer(length)
+        if self._transfer(_libc.process_vm_readv, buffer, address, length):
+            return buffer.raw
+        words = self._peek_words(address, length)
+        start = address % _WORD
+        return words[start:start + length]
+
+    def write(self, address: int, data: bytes) -> None:
+        if not data:
+            return
+        self._check_range(address, len(data))
+        buffer = ctypes.create_string_buffer(data, len(data))
+        if self._transfer(_libc.process_vm_writev, buffer, address, len(data)):
+            return
+        start = address - address % _WORD
+        words = bytearray(self._peek_words(address, len(data)))
+        words[address - start:address - start + len(data)] = data
+        for offset in range(0, len(words), _WORD):
+            word = int.from_bytes(words[offset:offset + _WORD], "little")
+            self._word_request(_pt.PTRACE_POKEDATA, start + offset, word)
+
+    def _check_range(self, address: int, length: int) -> None:
+        if length < 0 or length > MAX_READ or address < 0 or address + length > 1 << 64:
+            raise Malformed(errno.EFAULT, f"{length} bytes at {address:#x}")
+
+    def _transfer(self, function: Any, buffer: Any, address: int, length: int) -> bool:
+        """True when done; False where only ptrace can do it. A short transfer means
+        part of the range is not mapped: EFAULT, as the kernel would answer."""
         local = _IoVec(ctypes.cast(buffer, ctypes.c_void_p), length)
         remote = _IoVec(address, length)
-        got = _libc.process_vm_readv(self.pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
-        if got == length:
-            return buffer.raw
-        err = ctypes.get_errno() if got < 0 else errno.EFAULT
-        if got < 0 and err in (errno.ENOSYS, errno.EPERM):
-            return self._read_proc_mem(address, length)
-        if got < 0 and err == errno.ESRCH:
+        done = function(self.pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+        if done == length:
+            return True
+        err = ctypes.get_errno() if done < 0 else errno.EFAULT
+        if err == errno.ESRCH:
             raise TraceeGone(self.pid)
-        raise Malformed(errno.EFAULT, f"cannot read {length} bytes at {address:#x}")
+        if err in (errno.EPERM, errno.ENOSYS):
+            return False
+        raise Malformed(errno.EFAULT, f"{length} bytes at {address:#x}")
 
-    def _read_proc_mem(self, address: int, length: int) -> bytes:
+    def _peek_words(self, address: int, length: int) -> bytes:
+        start = address - address % _WORD
+        end = address + length
+        return b"".join(self._word_request(_pt.PTRACE_PEEKDATA, word, 0).to_bytes(_WORD, "little")
+                        for word in range(start, end, _WORD))
+
+    def _word_request(self, command: int, address: int, data: int) -> int:
+        ctypes.set_errno(0)  # a peeked word of all ones is not an error unless errno says so
         try:
-            with open(f"/proc/{self.pid}/mem", "rb", buffering=0) as mem:
-                mem.seek(address)
-                data = mem.read(length)
-        except (OSError, OverflowError, ValueError):
-            data = b""
-        if len(data) != length:
-            raise Malformed(errno.EFAULT, f"cannot read {length} bytes at {address:#x}")
-        return data
+            return _pt.ptrace(command, self.pid, address, data, check_errno=True)
+        except PtraceError as error:
+            if error.errno == errno.ESRCH:
+                raise TraceeGone(self.pid) from None
+            raise Malformed(errno.EFAULT, f"word at {address:#x}") from None
 
 
 # --- descriptors of a tracee ------------------------------------------------------------

@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from .abi import Abi
-from .decode import (Address, Malformed, Unix, Unspec, UIO_MAXIOV, check_addrlen, check_iovlen,
-                     decode_for_socket, decode_msghdr, mmsghdr_size, msghdr_size)
+from .decode import (Address, Malformed, MsgHdr, Unix, Unspec, UIO_MAXIOV, check_addrlen,
+                     check_iovlen, decode_for_socket, decode_msghdr, mmsghdr_size, msghdr_size)
 from .rules import ADDRESS_CALLS, PLAIN_ALIAS, Call
 
 
@@ -35,12 +35,15 @@ class Process(Protocol):
 
 @dataclass(frozen=True)
 class Subject:
-    """One socket call, as the supervisor decides and records it."""
+    """One socket call, as the supervisor decides, records and (emulate) performs it."""
 
     call: Call
     args: tuple[int, ...]  # the call's own arguments (socketcall's array unpacked)
     fd: int | None = None
     addrlen: int | None = None
+    raw_address: bytes | None = None  # the address exactly as read and judged
+    socket: tuple[int, int, int] | None = None  # the socket's own family, type, protocol
+    header: MsgHdr | None = None  # sendmsg, sendmmsg: the message header as read
 
 
 
@@ -89,16 +92,17 @@ def describe(name: str, abi: Abi, args: tuple[int, ...], memory: Memory, process
             raise not_a_socket
         address = decode_for_socket(raw, socket[0], socket[1], name)
         return [Subject(_with_address(call, address, process, follow_last=name == "connect"),
-                        args, fd, addrlen)]
+                        args, fd, addrlen, raw, socket)]
     if name == "sendto":
         addrlen = int32(args[5])
-        address = _destination(memory, args[4], addrlen, socket)
-        return [Subject(_with_address(call, address, process), args, fd, addrlen)]
+        address, raw = _destination(memory, args[4], addrlen, socket)
+        return [Subject(_with_address(call, address, process), args, fd, addrlen, raw, socket)]
     if name == "sendmsg":
         header = decode_msghdr(memory.read(args[1], msghdr_size(abi)), abi)
-        address = _destination(memory, header.name, header.namelen, socket)
+        address, raw = _destination(memory, header.name, header.namelen, socket)
         check_iovlen(header)
-        return [Subject(_with_address(call, address, process), args, fd, header.namelen)]
+        return [Subject(_with_address(call, address, process), args, fd, header.namelen, raw,
+                        socket, header)]
     return _sendmmsg(call, abi, args, memory, process, fd, socket)
 
 
@@ -120,33 +124,34 @@ def _sendmmsg(call: Call, abi: Abi, args: tuple[int, ...], memory: Memory, proce
     for index in range(count):
         try:
             header = decode_msghdr(memory.read(args[1] + index * stride, msghdr_size(abi)), abi)
-            address = _destination(memory, header.name, header.namelen, socket)
+            address, raw = _destination(memory, header.name, header.namelen, socket)
             check_iovlen(header)
         except Malformed:
             if not subjects:
                 raise
             break
-        subjects.append(Subject(_with_address(call, address, process), args, fd, header.namelen))
+        subjects.append(Subject(_with_address(call, address, process), args, fd, header.namelen,
+                                raw, socket, header))
     return subjects
 
 
 def _destination(memory: Memory, pointer: int, length: int,
-                 socket: tuple[int, int, int]) -> Address | None:
-    """The destination a send names, None if it names none.
+                 socket: tuple[int, int, int]) -> tuple[Address | None, bytes | None]:
+    """The destination a send names (None if it names none), and its bytes.
 
     An address too short for its family cannot steer any protocol (each refuses it, or
     ignores it on a connected socket), so it counts as no destination; one that cannot
     be copied or is over-long fails the call as move_addr_to_kernel() fails it.
     """
     if pointer == 0 or length == 0:
-        return None
+        return None, None
     check_addrlen(length)
     raw = memory.read(pointer, length)
     try:
-        return decode_for_socket(raw, socket[0], socket[1], "sendto")
+        return decode_for_socket(raw, socket[0], socket[1], "sendto"), raw
     except Malformed as error:
         if error.errno == errno.EINVAL:
-            return None
+            return None, raw
         raise
 
 

@@ -1,8 +1,9 @@
 """The event loop: wait, classify the stop, gather the call's facts, decide, apply, audit.
 
-No policy lives here: `calls` turns a stop into facts, the profile decides, and this
-module only carries out the verdict (let the call run, make it fail, or end the sandbox)
-and keeps track of every thread and process it supervises.
+No policy lives here: `calls` turns a stop into facts, the profile decides, `emulate`
+performs what must not be left to the tracee, and this module carries out the verdict
+(let the call run, perform it, make it fail, or end the sandbox) and keeps track of
+every thread and process it supervises.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
-import socket
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,9 +20,11 @@ from .abi import Abi, SOCKETCALL, Via, abi_of, identify, socketcall_nargs, subca
 from .audit import AuditLog, make_event
 from .calls import Subject, describe
 from .decode import Malformed, decode_words
+from .emulate import RETRY_NS, Wait, emulate, needs_emulation
+from .names import SUBCALLS
 from .profile import Profile
 from .rules import Action, Verdict, needs_socket
-from .names import SUBCALLS
+from .tracee import StopContext
 
 _GROUP_STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
 _FORK_EVENTS = {_ptrace.PTRACE_EVENT_FORK, _ptrace.PTRACE_EVENT_VFORK, _ptrace.PTRACE_EVENT_CLONE}
@@ -30,60 +33,24 @@ _FORK_EVENTS = {_ptrace.PTRACE_EVENT_FORK, _ptrace.PTRACE_EVENT_VFORK, _ptrace.P
 # the same with the missing arguments filled in.
 _I386_DIRECT = {"accept": ("accept4", (0,)), "send": ("sendto", (0, 0)), "recv": ("recvfrom", (0, 0))}
 
-
-class TracedProcess:
-    """Facts about one tracee thread, read from /proc and its descriptors on demand."""
-
-    def __init__(self, tid: int, exe_cache: dict[int, str | None]):
-        self.tid = tid
-        self._exe_cache = exe_cache
-
-    def exe(self) -> str | None:
-        if self.tid not in self._exe_cache:
-            try:
-                self._exe_cache[self.tid] = os.readlink(f"/proc/{self.tid}/exe")
-            except OSError:
-                self._exe_cache[self.tid] = None
-        return self._exe_cache[self.tid]
-
-    def resolve_unix_path(self, path: bytes, *, follow_last: bool) -> str:
-        text = os.fsdecode(path)
-        if not text.startswith("/"):
-            try:
-                text = os.path.join(os.readlink(f"/proc/{self.tid}/cwd"), text)
-            except OSError:
-                pass
-        if follow_last:
-            return os.path.realpath(text)
-        head, tail = os.path.split(text)
-        return os.path.join(os.path.realpath(head), tail)
-
-    def socket_info(self, fd: int) -> tuple[int, int, int]:
-        try:
-            pidfd = _ptrace.pidfd_open(self.tid, _ptrace.PIDFD_THREAD)
-        except OSError:
-            pidfd = _ptrace.pidfd_open(_thread_group(self.tid))
-        try:
-            copy = _ptrace.pidfd_getfd(pidfd, fd)
-        except OSError as error:
-            raise Malformed(error.errno or errno.EBADF, f"fd {fd}") from None
-        finally:
-            os.close(pidfd)
-        try:
-            with socket.socket(fileno=copy) as sock:
-                return int(sock.family), int(sock.type), sock.proto
-        except OSError as error:
-            os.close(copy)
-            raise Malformed(errno.ENOTSOCK if error.errno == errno.ENOTSOCK else errno.EBADF,
-                            f"fd {fd}") from None
+# What a syscall interrupted by a signal returns before the kernel decides, per the
+# handler's SA_RESTART, between running it again and failing with EINTR.
+ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK = 512, 513, 514, 516
+_INTERRUPTED = {errno.EINTR, ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK}
+POLLOUT = 0x4
+# The argument registers of each ABI, in order.
+_ARGUMENT_REGISTERS = {Abi.X86_64: ("rdi", "rsi", "rdx", "r10", "r8", "r9"),
+                       Abi.I386: _ptrace.I386_ARG_REGISTERS}
+_PPOLL = {Abi.X86_64: "ppoll", Abi.I386: "ppoll_time64"}  # both take a 64-bit timespec
+_BELOW_RED_ZONE = 1024
 
 
-def _thread_group(tid: int) -> int:
-    with open(f"/proc/{tid}/status") as status:
-        for line in status:
-            if line.startswith("Tgid:"):
-                return int(line.split()[1])
-    return tid
+@dataclass
+class _Waiting:
+    """A tracee made to wait (ppoll) in place of a call, and how to end the wait."""
+
+    original: Any  # its registers at the call
+    wait: Wait
 
 
 @dataclass
@@ -97,6 +64,10 @@ class Supervisor:
     exe_cache: dict[int, str | None] = field(default_factory=dict)
     # Tracees running a rewritten socketcall, with the registers to restore.
     rewritten: dict[int, Any] = field(default_factory=dict)
+    # Tracees waiting in place of a call that would have blocked.
+    waiting: dict[int, _Waiting] = field(default_factory=dict)
+    # Tracees running a call again after a wait: decided again, but not recorded again.
+    running_again: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.tracees.add(self.main_pid)
@@ -121,9 +92,7 @@ class Supervisor:
 
     def handle(self, pid: int, status: int) -> None:
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):
-            self.tracees.discard(pid)
-            self.exe_cache.pop(pid, None)
-            self.rewritten.pop(pid, None)
+            self.forget(pid)
             if pid == self.main_pid:
                 self.main_status = status
             return
@@ -135,9 +104,7 @@ class Supervisor:
             return
         stop_signal, event = os.WSTOPSIG(status), status >> 16
         if stop_signal == _ptrace.SYSCALL_STOP:
-            if pid in self.rewritten:
-                _ptrace.restore_after_rewrite(pid, self.rewritten.pop(pid))
-            _ptrace.cont(pid)
+            self.on_syscall_exit(pid)
         elif event == _ptrace.PTRACE_EVENT_SECCOMP:
             self.on_seccomp(pid)
         elif event in _FORK_EVENTS:
@@ -146,8 +113,7 @@ class Supervisor:
         elif event == _ptrace.PTRACE_EVENT_EXEC:
             former = _ptrace.event_message(pid)
             if former != pid:  # a thread exec'd and took over the leader's id
-                self.tracees.discard(former)
-                self.exe_cache.pop(former, None)
+                self.forget(former)
             self.exe_cache.pop(pid, None)
             _ptrace.cont(pid)
         elif event == _ptrace.PTRACE_EVENT_STOP:
@@ -157,6 +123,13 @@ class Supervisor:
                 _ptrace.cont(pid)
         else:
             _ptrace.cont(pid, stop_signal)  # deliver the signal
+
+    def forget(self, pid: int) -> None:
+        self.tracees.discard(pid)
+        self.exe_cache.pop(pid, None)
+        self.rewritten.pop(pid, None)
+        self.waiting.pop(pid, None)
+        self.running_again.discard(pid)
 
     # -- one seccomp stop -------------------------------------------------------------------
 
@@ -171,48 +144,122 @@ class Supervisor:
         if syscall is None:
             _ptrace.cont(tid)  # a filter of the program's own asked to trace this one
             return
+        quiet = tid in self.running_again
+        self.running_again.discard(tid)
         args = tuple(a & abi.word_mask for a in info.args)
         name, via = syscall.call, Via.DIRECT
+        memory = _ptrace.TraceeMemory(tid)
+        stop = StopContext(tid, self.exe_cache)
         try:
             if name == SOCKETCALL:
                 name, via = subcall_name(args[0]), Via.SOCKETCALL
                 if name is None:
                     _ptrace.cont(tid)  # the kernel refuses an unknown subcall with EINVAL
                     return
-                args = decode_words(_ptrace.TraceeMemory(tid).read(args[1], 4 * socketcall_nargs(name)))
-            subjects = describe(name, abi, args, _ptrace.TraceeMemory(tid),
-                                TracedProcess(tid, self.exe_cache), self._needs_socket[name])
+                args = decode_words(memory.read(args[1], 4 * socketcall_nargs(name)))
+            subjects = describe(name, abi, args, memory, stop, self._needs_socket[name])
+            subject, verdict = self.judge(subjects)
+            if self.profile.audits(verdict) and not quiet:
+                self.audit.record(make_event(subject, verdict, tid, abi.value, via.value), subject)
+            self.apply(tid, verdict, subjects, abi, via, memory, stop)
         except Malformed as error:
             _ptrace.fail_syscall(tid, error.errno)
             _ptrace.cont(tid)
-            return
-        subject, verdict = self.judge(subjects)
-        if self.profile.audits(verdict):
-            self.audit.record(make_event(subject, verdict, tid, abi.value, via.value), subject)
-        self.apply(tid, verdict, abi, via, name, args)
+        finally:
+            stop.close()
 
     def judge(self, subjects: list[Subject]) -> tuple[Subject, Verdict]:
         """The strictest verdict over a call's subjects (every message of a sendmmsg)."""
         judged = [(subject, self.profile.decide(subject.call)) for subject in subjects]
         return max(judged, key=lambda pair: pair[1].action.severity)
 
-    def apply(self, tid: int, verdict: Verdict, abi: Abi, via: Via, name: str,
-              args: tuple[int, ...]) -> None:
+    def apply(self, tid: int, verdict: Verdict, subjects: list[Subject], abi: Abi, via: Via,
+              memory: _ptrace.TraceeMemory, stop: StopContext) -> None:
         if verdict.action is Action.KILL:
             self.kill_all()
             return
         if verdict.action is Action.DENY:
             _ptrace.fail_syscall(tid, verdict.errno)
+            _ptrace.cont(tid)
+            return
+        first = subjects[0]
+        if needs_emulation(first):
+            outcome = emulate(subjects, abi, stop, memory)
+            if isinstance(outcome, Wait):
+                self.begin_wait(tid, abi, outcome, memory)
+                return
+            for address, data in outcome.writes:
+                try:
+                    memory.write(address, data)
+                except Malformed:
+                    break  # as __sys_sendmmsg stops reporting lengths it cannot write
+            _ptrace.set_result(tid, outcome.result)
+            _ptrace.cont(tid)
         elif via is Via.SOCKETCALL:
             # Run the direct syscall with the arguments just judged, so that a rewrite of
             # the argument array after this point changes nothing.
-            direct, extra = _I386_DIRECT.get(name, (name, ()))
+            direct, extra = _I386_DIRECT.get(first.call.name, (first.call.name, ()))
             nr = syscall_number(Abi.I386, direct)
             assert nr is not None
-            self.rewritten[tid] = _ptrace.rewrite_i386_syscall(tid, nr, (*args, *extra))
+            self.rewritten[tid] = _ptrace.rewrite_i386_syscall(tid, nr, (*first.args, *extra))
             _ptrace.cont_to_syscall_exit(tid)
-            return
+        else:
+            _ptrace.cont(tid)
+
+    # -- a tracee waiting in place of a call ------------------------------------------------
+
+    def begin_wait(self, tid: int, abi: Abi, wait: Wait, memory: _ptrace.TraceeMemory) -> None:
+        """Turn the tracee's call into ppoll(fd, POLLOUT, timeout): it waits in its own
+        context, where signals and job control reach it, not stopped in ours."""
+        original = _ptrace.registers(tid)
+        below_stack = (original.rsp - _BELOW_RED_ZONE) & ~15
+        timeout = wait.timeout_ns
+        arguments = struct.pack("=ihh", wait.fd, POLLOUT, 0)
+        if timeout is not None:
+            arguments += struct.pack("=qq", *divmod(timeout, 1_000_000_000))
+        try:
+            if below_stack + len(arguments) > abi.word_mask:
+                # int $0x80 from a 64-bit program: its stack is out of the call's reach
+                raise Malformed(errno.EFAULT, "stack above 4 GiB")
+            memory.write(below_stack, arguments)
+            nr = syscall_number(abi, _PPOLL[abi])
+            values: tuple[int, ...] = (below_stack, 1, below_stack + 8 if timeout else 0, 0, 8)
+        except Malformed:
+            # No memory to wait with: sleep a moment (poll with no descriptors), then run
+            # the call again; a timeout cannot be kept this way.
+            wait = Wait(wait.fd, RETRY_NS)
+            nr = syscall_number(abi, "poll")
+            values = (0, 0, RETRY_NS // 1_000_000)
+        regs = _ptrace.copy_registers(original)
+        regs.orig_rax = nr
+        for register, value in zip(_ARGUMENT_REGISTERS[abi], values):
+            setattr(regs, register, value)
+        _ptrace.set_registers(tid, regs)
+        self.waiting[tid] = _Waiting(original, wait)
+        _ptrace.cont_to_syscall_exit(tid)
+
+    def on_syscall_exit(self, tid: int) -> None:
+        if tid in self.rewritten:
+            _ptrace.restore_after_rewrite(tid, self.rewritten.pop(tid))
+        elif tid in self.waiting:
+            self.end_wait(tid, self.waiting.pop(tid))
         _ptrace.cont(tid)
+
+    def end_wait(self, tid: int, waiting: _Waiting) -> None:
+        result = _ptrace.registers(tid).rax
+        result = result - (1 << 64) if result >= 1 << 63 else result
+        regs = _ptrace.copy_registers(waiting.original)
+        if -result in _INTERRUPTED:
+            # As the call itself would have been interrupted: restarted or EINTR, per the
+            # handler, by the kernel, which takes the call from orig_rax.
+            regs.rax = -ERESTARTSYS & 0xFFFFFFFFFFFFFFFF
+        elif result == 0 and waiting.wait.timed_out is not None:
+            regs.rax = waiting.wait.timed_out & 0xFFFFFFFFFFFFFFFF
+        else:  # ready (or the wait failed): run the call again, to be decided again
+            regs.rax = waiting.original.orig_rax
+            regs.rip = waiting.original.rip - 2  # syscall, sysenter's landing and int $0x80: 2 bytes
+            self.running_again.add(tid)
+        _ptrace.set_registers(tid, regs)
 
     def kill_all(self) -> None:
         self.killed_by_rule = True

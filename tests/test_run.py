@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import sockbox, write_profile
+from conftest import UnixServer, sockbox, write_profile
 
 # How a socket call enters the kernel (see tests/c/netprobe.c). From a 32-bit build,
 # "syscall" already is the direct i386 syscall, so "int80" would repeat it.
@@ -144,8 +144,16 @@ action = "allow"
     result = sockbox("run", "-p", profile, "--", *probe, cwd=directory)
     assert result.returncode == 0, result.stdout + result.stderr
     assert unix_server.received == [b"ping"]
-    elsewhere = sockbox("run", "-p", profile, "--", *probe, cwd="/")
-    assert "connect ERR EACCES" in elsewhere.stdout  # /server.sock is outside the rule
+    # The same relative name from another directory is another socket, outside the rule.
+    other = tmp_path / "other"
+    other.mkdir()
+    other_server = UnixServer(str(other / "server.sock"))
+    elsewhere = sockbox("run", "-p", profile, "--", *probe, cwd=other)
+    assert "connect ERR EACCES" in elsewhere.stdout
+    assert other_server.received == []
+    # A name that resolves to nothing fails as the kernel fails it, before any rule.
+    nowhere = sockbox("run", "-p", profile, "--", *probe, cwd="/")
+    assert "connect ERR ENOENT" in nowhere.stdout
 
 
 @pytest.mark.parametrize("bits", [64, 32])

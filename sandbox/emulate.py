@@ -1,0 +1,323 @@
+"""Performing an allowed call in the supervisor, with exactly what was judged.
+
+A sockaddr or msghdr lives in memory that another thread (or process) can rewrite
+between the supervisor's read and the kernel's. So an allowed call that names an
+address is not left to the tracee: the supervisor performs it on its copy of the
+tracee's socket (the same open file, taken with pidfd_getfd), with the address bytes
+it judged and unix paths as the handles it resolved, and hands the tracee the result.
+
+The supervisor never blocks: it sends with MSG_DONTWAIT and connects a blocking
+socket in non-blocking mode. Where the tracee would have waited, it is made to wait
+in its own context (`Wait`: ppoll on its descriptor, then the call runs again), so
+signals, SA_RESTART, job control and SO_SNDTIMEO for connect behave as they would.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import socket
+import struct
+from dataclasses import dataclass
+from typing import Union
+
+from .abi import Abi
+from .calls import Subject
+from .decode import Malformed, Unix, mmsghdr_size, msghdr_size
+from .names import AF_INET, AF_INET6, AF_UNIX, IPPROTO_TCP, MSG_FASTOPEN, SOCK_STREAM
+from .tracee import SocketCopy, StopContext, UnixTarget
+
+MSG_DONTWAIT = 0x40
+IPPROTO_MPTCP = 262
+SOCK_SEQPACKET = 5
+MAX_PAYLOAD = 4 << 20  # a datagram larger than this is refused (EMSGSIZE), a stream write cut
+MAX_CONTROL = 64 << 10  # beyond net.core.optmem_max: the kernel says ENOBUFS
+RETRY_NS = 50_000_000  # how long a tracee waits before trying again a send that would block
+
+SOL_SOCKET, SCM_RIGHTS, SCM_CREDENTIALS = 1, 1, 2
+SOL_IP, IP_RETOPTS = 0, 7
+SOL_IPV6, IPV6_2292RTHDR, IPV6_RTHDR = 41, 5, 57
+# Control messages that reroute a datagram through hosts of the sender's choosing:
+# IPv4 source routing, IPv6 routing headers (segment routing among them).
+_ROUTING = {(SOL_IP, IP_RETOPTS), (SOL_IPV6, IPV6_2292RTHDR), (SOL_IPV6, IPV6_RTHDR)}
+
+
+@dataclass(frozen=True)
+class Done:
+    """The call's result (-errno on failure), and tracee memory to write first."""
+
+    result: int
+    writes: tuple[tuple[int, bytes], ...] = ()
+
+
+@dataclass(frozen=True)
+class Wait:
+    """The tracee must wait for its descriptor `fd` to become writable, at most
+    `timeout_ns` (None: no limit); then, if the wait timed out and `timed_out` is set,
+    the call returns that, and otherwise the call runs again."""
+
+    fd: int
+    timeout_ns: int | None
+    timed_out: int | None = None
+
+
+Outcome = Union[Done, Wait]
+
+
+def needs_emulation(subject: Subject) -> bool:
+    """Whether letting the kernel run the call itself could use another address than
+    the one judged. TCP ignores a send's address (but with MSG_FASTOPEN), a unix stream
+    or seqpacket socket refuses or ignores it; every other address can be re-read."""
+    name = subject.call.name
+    if name in ("bind", "connect"):
+        return True
+    if name not in ("sendto", "sendmsg", "sendmmsg"):
+        return False
+    if name == "sendto" and (subject.args[4] == 0 or subject.args[5] & 0xFFFFFFFF == 0):
+        return False  # no destination, in registers that no one else can change
+    family, sock_type, protocol = subject.socket or (0, 0, 0)
+    flags = subject.args[3] if name in ("sendto", "sendmmsg") else subject.args[2]
+    stream = sock_type & 0xF == SOCK_STREAM
+    if family in (AF_INET, AF_INET6) and stream and protocol in (IPPROTO_TCP, IPPROTO_MPTCP):
+        return bool(flags & MSG_FASTOPEN)
+    return not (family == AF_UNIX and (stream or sock_type & 0xF == SOCK_SEQPACKET))
+
+
+def emulate(subjects: list[Subject], abi: Abi, stop: StopContext, memory) -> Outcome:
+    """Perform the call the subjects describe (several: the messages of a sendmmsg)."""
+    first = subjects[0]
+    name = first.call.name
+    assert first.fd is not None
+    sock = stop.socket(first.fd)
+    if name == "connect":
+        return _connect(first, sock, stop)
+    if name == "bind":
+        return _bind(first, sock, stop)
+    if name == "sendto":
+        try:
+            data = memory.read(first.args[1], min(first.args[2], MAX_PAYLOAD))
+        except Malformed as error:
+            return Done(-error.errno)
+        destination = _sockaddr(first, stop)
+        return _send(first, sock, data, b"", first.args[3], destination)
+    if name == "sendmsg":
+        return _sendmsg(first, sock, abi, stop, memory, first.args[2])
+    return _sendmmsg(subjects, sock, abi, stop, memory)
+
+
+# --- connect and bind -------------------------------------------------------------------
+
+
+def _connect(subject: Subject, sock: SocketCopy, stop: StopContext) -> Outcome:
+    address = _sockaddr(subject, stop)
+    blocking = not _file_flags(sock) & os.O_NONBLOCK
+    may_block = sock.type & 0xF in (SOCK_STREAM, SOCK_SEQPACKET)
+    if blocking and may_block:
+        # Only for the moment of the call, on a socket not connected yet, so no other
+        # user of the open file can notice.
+        _set_file_flags(sock, _file_flags(sock) | os.O_NONBLOCK)
+        try:
+            result = _raw_connect(sock.fd, address)
+        finally:
+            _set_file_flags(sock, _file_flags(sock) & ~os.O_NONBLOCK)
+    else:
+        result = _raw_connect(sock.fd, address)
+    if blocking and result in (-errno.EINPROGRESS, -errno.EALREADY):
+        return Wait(subject.fd, _send_timeout_ns(sock), timed_out=-errno.EINPROGRESS)
+    if blocking and result == -errno.EAGAIN:  # a unix listener's backlog is full
+        return Wait(subject.fd, RETRY_NS)
+    return Done(result)
+
+
+def _bind(subject: Subject, sock: SocketCopy, stop: StopContext) -> Outcome:
+    target = _unix_target(subject, stop)
+    if target is None:
+        return Done(_raw_bind(sock.fd, _sockaddr(subject, stop)))
+    # bind creates the name in the directory that was judged: from inside it, by name.
+    assert target.name is not None
+    here = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fchdir(target.fd)
+        return Done(_raw_bind(sock.fd, _unix_sockaddr(target.name)))
+    finally:
+        os.fchdir(here)
+        os.close(here)
+
+
+# --- sends ------------------------------------------------------------------------------
+
+
+def _sendmsg(subject: Subject, sock: SocketCopy, abi: Abi, stop: StopContext, memory,
+             flags: int) -> Outcome:
+    header = subject.header
+    assert header is not None
+    try:
+        data = _gather(header.iov, header.iovlen, abi, memory)
+        control = _control(header.control, header.controllen, abi, stop, memory)
+    except Malformed as error:
+        return Done(-error.errno)
+    return _send(subject, sock, data, control, flags, _sockaddr(subject, stop))
+
+
+def _sendmmsg(subjects: list[Subject], sock: SocketCopy, abi: Abi, stop: StopContext,
+              memory) -> Outcome:
+    """Message by message, as __sys_sendmmsg does: the count sent, or the first error
+    if none was; each sent message's msg_len written back."""
+    writes = []
+    for index, subject in enumerate(subjects):
+        outcome = _sendmsg(subject, sock, abi, stop, memory, subject.args[3])
+        if isinstance(outcome, Wait) or outcome.result < 0:
+            return outcome if index == 0 else Done(index, tuple(writes))
+        entry = subject.args[1] + index * mmsghdr_size(abi) + msghdr_size(abi)
+        writes.append((entry, struct.pack("=I", outcome.result)))
+    return Done(len(subjects), tuple(writes))
+
+
+def _send(subject: Subject, sock: SocketCopy, data: bytes, control: bytes, flags: int,
+          destination: bytes | None) -> Outcome:
+    blocking = not flags & MSG_DONTWAIT and not _file_flags(sock) & os.O_NONBLOCK
+    if len(data) >= MAX_PAYLOAD and sock.type & 0xF != SOCK_STREAM:
+        return Done(-errno.EMSGSIZE)
+    result = _raw_sendmsg(sock.fd, data, control, flags | MSG_DONTWAIT, destination)
+    if blocking and result == -errno.EAGAIN:
+        return Wait(subject.fd, RETRY_NS)
+    return Done(result)
+
+
+def _gather(iov: int, count: int, abi: Abi, memory) -> bytes:
+    """The data an iovec array points to, up to MAX_PAYLOAD bytes."""
+    if count == 0:
+        return b""
+    layout = "=QQ" if abi is Abi.X86_64 else "=II"
+    size = struct.calcsize(layout)
+    table = memory.read(iov, count * size)
+    parts, total = [], 0
+    for index in range(count):
+        base, length = struct.unpack_from(layout, table, index * size)
+        if length >= 1 << 63:
+            raise Malformed(errno.EINVAL, "negative iov_len")
+        take = min(length, MAX_PAYLOAD - total)
+        parts.append(memory.read(base, take))
+        total += take
+        if total >= MAX_PAYLOAD:
+            break
+    return b"".join(parts)
+
+
+def _control(pointer: int, length: int, abi: Abi, stop: StopContext, memory) -> bytes:
+    """The control messages, rebuilt in the native layout: descriptors (SCM_RIGHTS)
+    translated to the supervisor's copies; a claim to be the tracee (SCM_CREDENTIALS)
+    made as the supervisor, the one performing the send; routing headers refused."""
+    if pointer == 0 or length == 0:
+        return b""
+    if length > MAX_CONTROL:
+        raise Malformed(errno.ENOBUFS, f"msg_controllen {length}")
+    raw = memory.read(pointer, length)
+    header = struct.Struct("=Qii" if abi is Abi.X86_64 else "=Iii")
+    align = 8 if abi is Abi.X86_64 else 4
+    out = []
+    offset = 0
+    while offset + header.size <= len(raw):
+        cmsg_len, level, kind = header.unpack_from(raw, offset)
+        if cmsg_len < header.size or offset + cmsg_len > len(raw):
+            raise Malformed(errno.EINVAL, "bad cmsg_len")
+        data = raw[offset + header.size:offset + cmsg_len]
+        if (level, kind) in _ROUTING:
+            raise Malformed(errno.EPERM, "a routing header in a control message")
+        if (level, kind) == (SOL_SOCKET, SCM_RIGHTS):
+            fds = struct.unpack(f"={len(data) // 4}i", data[:len(data) // 4 * 4])
+            data = struct.pack(f"={len(fds)}i", *(stop.descriptor(fd) for fd in fds))
+        elif (level, kind) == (SOL_SOCKET, SCM_CREDENTIALS) and len(data) >= 4:
+            data = struct.pack("=i", os.getpid()) + data[4:]
+        message = struct.pack("=Qii", socket.CMSG_LEN(len(data)), level, kind) + data
+        out.append(message.ljust(socket.CMSG_SPACE(len(data)), b"\0"))
+        offset += (cmsg_len + align - 1) // align * align
+    return b"".join(out)
+
+
+# --- addresses --------------------------------------------------------------------------
+
+
+def _unix_target(subject: Subject, stop: StopContext) -> UnixTarget | None:
+    address = subject.call.address
+    if not isinstance(address, Unix) or not address.path:
+        return None
+    return stop.unix_target(address.path, follow_last=subject.call.name != "bind")
+
+
+def _sockaddr(subject: Subject, stop: StopContext) -> bytes | None:
+    """The address to hand the kernel: the bytes judged, or for a unix path the handle
+    it was resolved to, reached through /proc/self/fd."""
+    target = _unix_target(subject, stop)
+    if target is not None:
+        return _unix_sockaddr(b"/proc/self/fd/%d" % target.fd)
+    return subject.raw_address
+
+
+def _unix_sockaddr(path: bytes) -> bytes:
+    return struct.pack("=H", AF_UNIX) + path + b"\0"
+
+
+# --- the calls, on raw bytes ------------------------------------------------------------
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _IoVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+class _MsgHdr(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32),
+                ("iov", ctypes.POINTER(_IoVec)), ("iovlen", ctypes.c_size_t),
+                ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                ("flags", ctypes.c_int)]
+
+
+def _result(value: int) -> int:
+    return value if value >= 0 else -ctypes.get_errno()
+
+
+def _raw_connect(fd: int, address: bytes | None) -> int:
+    data = address or b""
+    return _result(_libc.connect(fd, ctypes.c_char_p(data), len(data)))
+
+
+def _raw_bind(fd: int, address: bytes | None) -> int:
+    data = address or b""
+    return _result(_libc.bind(fd, ctypes.c_char_p(data), len(data)))
+
+
+def _raw_sendmsg(fd: int, data: bytes, control: bytes, flags: int, name: bytes | None) -> int:
+    payload = ctypes.create_string_buffer(data, len(data))
+    iov = _IoVec(ctypes.cast(payload, ctypes.c_void_p), len(data))
+    control_buffer = ctypes.create_string_buffer(control, len(control)) if control else None
+    name_buffer = ctypes.create_string_buffer(name, len(name)) if name else None
+    message = _MsgHdr(ctypes.cast(name_buffer, ctypes.c_void_p) if name_buffer else None,
+                      len(name) if name else 0, ctypes.pointer(iov), 1,
+                      ctypes.cast(control_buffer, ctypes.c_void_p) if control_buffer else None,
+                      len(control), 0)
+    _libc.sendmsg.restype = ctypes.c_ssize_t
+    return _result(_libc.sendmsg(fd, ctypes.byref(message), flags))
+
+
+def _file_flags(sock: SocketCopy) -> int:
+    return fcntl.fcntl(sock.fd, fcntl.F_GETFL)
+
+
+def _set_file_flags(sock: SocketCopy, flags: int) -> None:
+    fcntl.fcntl(sock.fd, fcntl.F_SETFL, flags)
+
+
+def _send_timeout_ns(sock: SocketCopy) -> int | None:
+    """SO_SNDTIMEO, which bounds how long a blocking connect waits (None: no bound)."""
+    view = socket.socket(fileno=sock.fd)
+    try:
+        value = view.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, 16)
+    finally:
+        view.detach()
+    seconds, microseconds = struct.unpack("=qq", value)
+    return seconds * 1_000_000_000 + microseconds * 1000 or None
+

@@ -1,0 +1,238 @@
+"""What the supervisor learns about a tracee during one stop, and the handles it keeps.
+
+Everything the decision rests on is taken as a handle, not a name: the socket as a
+pidfd_getfd copy of the tracee's descriptor, a unix path as an O_PATH descriptor of
+what it resolves to (or of its directory, for bind). The call the supervisor then
+performs uses those handles, so nothing the tracee changes after the check (its memory,
+a symlink, a directory) can change what is done.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import re
+import socket
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from . import _ptrace
+from .abi import Abi, syscall_number
+from .decode import Malformed
+
+O_PATH = 0o10000000
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_IN_ROOT = 0x10
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_OPENAT2 = syscall_number(Abi.X86_64, "openat2")
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def openat2(directory: int, path: bytes, flags: int, resolve: int) -> int:
+    how = _OpenHow(flags | os.O_CLOEXEC, 0, resolve)
+    fd = _libc.syscall(_OPENAT2, directory, path, ctypes.byref(how), ctypes.sizeof(how))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise Malformed(err, f"{os.fsdecode(path)}: {os.strerror(err)}")
+    return fd
+
+
+class SocketCopy(NamedTuple):
+    fd: int  # ours: the same open file as the tracee's descriptor
+    family: int
+    type: int
+    protocol: int
+
+
+@dataclass(frozen=True)
+class UnixTarget:
+    """A unix path as the tracee's call would reach it. For connect and send, `fd` is
+    the socket file itself; for bind, `fd` is the directory and `name` the new entry."""
+
+    text: str  # the resolved absolute path, for the rules and the record
+    fd: int
+    name: bytes | None = None
+
+
+class Credentials(NamedTuple):
+    uids: tuple[int, ...]  # real, effective, saved, filesystem
+    gids: tuple[int, ...]
+    groups: tuple[int, ...]
+    capabilities: int  # effective set
+
+
+# The capability the supervisor removes from every tracee, so never a difference that
+# matters for performing a socket call.
+_CAP_SYS_PTRACE = 1 << 19
+
+
+def credentials(pid: int | str) -> Credentials:
+    fields: dict[str, str] = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return Credentials(
+        tuple(int(v) for v in fields["Uid"].split()),
+        tuple(int(v) for v in fields["Gid"].split()),
+        tuple(sorted(int(v) for v in fields.get("Groups", "").split())),
+        int(fields["CapEff"], 16) & ~_CAP_SYS_PTRACE,
+    )
+
+
+class StopContext:
+    """One stop of one tracee thread. Implements calls.Process; close() when done."""
+
+    def __init__(self, tid: int, exe_cache: dict[int, str | None]):
+        self.tid = tid
+        self._exe_cache = exe_cache
+        self._sockets: dict[int, SocketCopy] = {}
+        self._targets: dict[tuple[bytes, bool], UnixTarget] = {}
+        self._open: list[int] = []
+        self._pidfd: int | None = None
+        self._pidfd_is_the_group = False
+
+    def close(self) -> None:
+        for fd in self._open:
+            os.close(fd)
+        self._open.clear()
+
+    def _keep(self, fd: int) -> int:
+        self._open.append(fd)
+        return fd
+
+    # -- the process ------------------------------------------------------------------
+
+    def exe(self) -> str | None:
+        if self.tid not in self._exe_cache:
+            try:
+                self._exe_cache[self.tid] = os.readlink(f"/proc/{self.tid}/exe")
+            except OSError:
+                self._exe_cache[self.tid] = None
+        return self._exe_cache[self.tid]
+
+    def credentials(self) -> Credentials:
+        try:
+            return credentials(self.tid)
+        except (OSError, KeyError, ValueError):
+            raise _ptrace.TraceeGone(self.tid) from None
+
+    # -- descriptors ------------------------------------------------------------------
+
+    def descriptor(self, fd: int) -> int:
+        """Our copy of the tracee's descriptor `fd` (the same open file)."""
+        pidfd = self._thread_pidfd()
+        try:
+            copy = self._keep(_ptrace.pidfd_getfd(pidfd, fd))
+        except OSError as error:
+            raise Malformed(error.errno or errno.EBADF, f"fd {fd}") from None
+        if self._pidfd_is_the_group:
+            self._check_same_file(fd, copy)
+        return copy
+
+    def _thread_pidfd(self) -> int:
+        if self._pidfd is None:
+            try:
+                self._pidfd = self._keep(_ptrace.pidfd_open(self.tid, _ptrace.PIDFD_THREAD))
+                self._pidfd_is_the_group = False
+            except OSError:  # before Linux 6.9: a pidfd names the thread group
+                self._pidfd = self._keep(_ptrace.pidfd_open(_thread_group(self.tid)))
+                self._pidfd_is_the_group = True
+        return self._pidfd
+
+    def _check_same_file(self, fd: int, copy: int) -> None:
+        """A thread may have its own descriptor table (clone without CLONE_FILES); the
+        group's descriptor of the same number is then another file."""
+        try:
+            theirs = os.stat(f"/proc/{self.tid}/fd/{fd}")
+        except OSError:
+            raise Malformed(errno.EBADF, f"fd {fd}") from None
+        ours = os.fstat(copy)
+        if (theirs.st_dev, theirs.st_ino) != (ours.st_dev, ours.st_ino):
+            raise Malformed(errno.EBADF, f"fd {fd} of thread {self.tid}")
+
+    def socket(self, fd: int) -> SocketCopy:
+        if fd not in self._sockets:
+            copy = self.descriptor(fd)
+            try:
+                probe = socket.socket(fileno=copy)
+            except OSError as error:
+                raise Malformed(errno.ENOTSOCK if error.errno == errno.ENOTSOCK else errno.EBADF,
+                                f"fd {fd}") from None
+            family, sock_type, protocol = int(probe.family), int(probe.type), probe.proto
+            probe.detach()
+            self._sockets[fd] = SocketCopy(copy, family, sock_type, protocol)
+        return self._sockets[fd]
+
+    def socket_info(self, fd: int) -> tuple[int, int, int]:
+        copy = self.socket(fd)
+        return copy.family, copy.type, copy.protocol
+
+    # -- unix paths -------------------------------------------------------------------
+
+    def resolve_unix_path(self, path: bytes, *, follow_last: bool) -> str:
+        return self.unix_target(path, follow_last=follow_last).text
+
+    def unix_target(self, path: bytes, *, follow_last: bool) -> UnixTarget:
+        key = (path, follow_last)
+        if key not in self._targets:
+            self._targets[key] = self._resolve(path, follow_last)
+        return self._targets[key]
+
+    def _resolve(self, path: bytes, follow_last: bool) -> UnixTarget:
+        """Resolve as the kernel would for this thread: from its root or working
+        directory, in its mount namespace, through symlinks; but never through a magic
+        link (/proc/PID/...), which would resolve in the supervisor's context instead."""
+        start, rest, resolve = self._start(path)
+        if follow_last:
+            fd = self._keep(openat2(start, rest, O_PATH, resolve))
+            return UnixTarget(os.readlink(f"/proc/self/fd/{fd}"), fd)
+        directory, _, name = rest.rstrip(b"/").rpartition(b"/")
+        if name in (b"", b".", b".."):
+            raise Malformed(errno.EEXIST, f"cannot bind at {os.fsdecode(path)}")
+        fd = self._keep(openat2(start, directory or b".", O_PATH | os.O_DIRECTORY, resolve))
+        where = os.readlink(f"/proc/self/fd/{fd}")
+        return UnixTarget(os.path.join(where, os.fsdecode(name)), fd, name)
+
+    def _start(self, path: bytes) -> tuple[int, bytes, int]:
+        """Where resolution starts, what remains of the path, and how to resolve it."""
+        # /proc/self and /proc/thread-self name whoever resolves them; here that is the
+        # tracee. /proc/TID/fd/N (how programs reach long paths) is the one magic link
+        # followed, and only into the tracee's own descriptors.
+        path = re.sub(rb"^/proc/(self|thread-self)(?=/|$)", b"/proc/%d" % self.tid, path)
+        own_fd = re.match(rb"^/proc/(\d+)/fd/(\d+)(?:/+(.*))?$", path, re.DOTALL)
+        if own_fd and int(own_fd[1]) in (self.tid, _thread_group(self.tid)):
+            return self.descriptor(int(own_fd[2])), own_fd[3] or b".", RESOLVE_NO_MAGICLINKS
+        if path.startswith(b"/"):
+            root = self._keep(os.open(f"/proc/{self.tid}/root", O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+            return root, path.lstrip(b"/") or b".", RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
+        if not self._shares_our_root():
+            # A relative path's ".." or absolute symlinks would need both the tracee's
+            # root and its working directory, which openat2 cannot take at once.
+            raise Malformed(errno.EACCES, "relative unix path from a chroot or another mount namespace")
+        cwd = self._keep(os.open(f"/proc/{self.tid}/cwd", O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+        return cwd, path, RESOLVE_NO_MAGICLINKS
+
+    def _shares_our_root(self) -> bool:
+        try:
+            theirs = (os.stat(f"/proc/{self.tid}/root"), os.stat(f"/proc/{self.tid}/ns/mnt"))
+        except OSError:
+            return False
+        ours = (os.stat("/"), os.stat("/proc/self/ns/mnt"))
+        return all((a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) for a, b in zip(theirs, ours))
+
+
+def _thread_group(tid: int) -> int:
+    try:
+        with open(f"/proc/{tid}/status") as status:
+            for line in status:
+                if line.startswith("Tgid:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return tid
