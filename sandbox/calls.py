@@ -15,7 +15,7 @@ from typing import Protocol
 from .abi import Abi
 from .decode import (Address, Malformed, MsgHdr, Unix, Unspec, UIO_MAXIOV, check_addrlen,
                      check_iovlen, decode_for_socket, decode_msghdr, mmsghdr_size, msghdr_size)
-from .rules import ADDRESS_CALLS, PLAIN_ALIAS, Call
+from .rules import ADDRESS_CALLS, OPTION_CALLS, PLAIN_ALIAS, Call
 
 
 class Memory(Protocol):
@@ -66,6 +66,8 @@ def describe(name: str, abi: Abi, args: tuple[int, ...], memory: Memory, process
     if name not in ADDRESS_CALLS:
         if needs_socket:
             call = _with_socket(call, process.socket_info(fd))
+        if name in OPTION_CALLS:
+            call = replace(call, level=int32(args[1]), option=int32(args[2]))
         if name in ("send", "recv") or (name == "recvfrom" and args[4] == 0):
             call = _plain(call)
         return [Subject(call, args, fd)]

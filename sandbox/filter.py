@@ -40,6 +40,7 @@ def RET_ERRNO(number: int) -> int:
 
 
 CLONE_UNTRACED = 0x00800000
+PR_SET_DUMPABLE = 4
 SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
 
@@ -122,6 +123,8 @@ def shapes(syscall: SocketSyscall) -> list[tuple[Conjunction, Shape]]:
     if call in ("sendmsg", "sendmmsg"):
         return [((), Shape(call, names=frozenset({call}), maybe_names=frozenset({"send"}),
                            address=True))]
+    if call in ("setsockopt", "getsockopt"):
+        return [((), Shape(call, names=frozenset({call}), registers=(("level", 1), ("option", 2))))]
     return [((), Shape(call, names=frozenset({call}), address=call in ("bind", "connect")))]
 
 
@@ -204,6 +207,11 @@ def _hardening(abi: Abi) -> list[SyscallPlan]:
                 arg_is(1, {SECCOMP_FILTER_FLAG_NEW_LISTENER}, "flags & NEW_LISTENER",
                        mask=SECCOMP_FILTER_FLAG_NEW_LISTENER))
     plans = [
+        refuse("prctl", 0, "stays traceable: a non-dumpable tracee hides its memory and "
+               "sockets from an unprivileged supervisor (the call is accepted and ignored)",
+               (arg_is(0, {PR_SET_DUMPABLE}, "option == PR_SET_DUMPABLE"),
+                arg_is(1, {0}, "value == 0"))),
+        refuse("userfaultfd", errno.EPERM, "a fault handled by the tracee would stall the supervisor"),
         refuse("io_uring_setup", errno.ENOSYS, "io_uring performs socket calls seccomp cannot see"),
         refuse("io_uring_enter", errno.ENOSYS, "io_uring performs socket calls seccomp cannot see"),
         refuse("io_uring_register", errno.ENOSYS, "io_uring performs socket calls seccomp cannot see"),
@@ -233,7 +241,7 @@ class _RuleCompiler:
     def clauses(self, shape: Shape) -> list[Clause]:
         clauses: list[Clause] = []
         registers = dict(shape.registers)
-        for rule in self.profile.rules:
+        for rule in self.profile.effective_rules:
             surely = bool(rule.calls & shape.names)
             if not surely and not rule.calls & shape.maybe_names:
                 continue
@@ -267,6 +275,13 @@ def _register_conditions(rule: Rule, registers: dict[str, int]) -> list[Conjunct
         parts.append([(arg_is(registers["type"], rule.type, "type in rule", mask=SOCK_TYPE_MASK),)])
     if rule.protocol is not None and "protocol" in registers:
         parts.append(_protocol_conditions(rule, registers))
+    if rule.level is not None and "level" in registers:
+        parts.append([(arg_is(registers["level"], rule.level, "level in rule"),)])
+    if rule.option is not None and "option" in registers:
+        parts.append([
+            (arg_is(registers["option"], {o.number}, f"option == {o.number}"),
+             *((arg_is(registers["level"], {o.level}, f"level == {o.level}"),) if o.level is not None else ()))
+            for o in rule.option])
     return [tuple(itertools.chain.from_iterable(combo)) for combo in itertools.product(*parts)] or [()]
 
 

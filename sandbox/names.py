@@ -63,6 +63,86 @@ IPPROTO_TCP, IPPROTO_UDP = 6, 17
 
 MSG_FASTOPEN = 0x20000000
 
+# setsockopt/getsockopt levels (SOL_*, and IPPROTO_* where the protocol is the level).
+SOCKOPT_LEVELS: dict[str, int] = {
+    "ip": 0, "socket": 1, "tcp": 6, "udp": 17, "ipv6": 41, "icmpv6": 58, "sctp": 132,
+    "udplite": 136, "raw": 255, "netlink": 270, "packet": 263, "alg": 279, "tls": 282,
+    "xdp": 283, "mptcp": 284,
+}
+_OPTIONS_BY_LEVEL: dict[int, dict[str, int]] = {
+    1: {  # SOL_SOCKET (asm-generic/socket.h)
+        "so_debug": 1, "so_reuseaddr": 2, "so_type": 3, "so_error": 4, "so_dontroute": 5,
+        "so_broadcast": 6, "so_sndbuf": 7, "so_rcvbuf": 8, "so_keepalive": 9, "so_oobinline": 10,
+        "so_no_check": 11, "so_priority": 12, "so_linger": 13, "so_bsdcompat": 14,
+        "so_reuseport": 15, "so_passcred": 16, "so_peercred": 17, "so_rcvlowat": 18,
+        "so_sndlowat": 19, "so_rcvtimeo_old": 20, "so_sndtimeo_old": 21, "so_bindtodevice": 25,
+        "so_attach_filter": 26, "so_detach_filter": 27, "so_peername": 28,
+        "so_timestamp_old": 29, "so_acceptconn": 30, "so_peersec": 31, "so_sndbufforce": 32,
+        "so_rcvbufforce": 33, "so_passsec": 34, "so_timestampns_old": 35, "so_mark": 36,
+        "so_timestamping_old": 37, "so_protocol": 38, "so_domain": 39, "so_rxq_ovfl": 40,
+        "so_wifi_status": 41, "so_peek_off": 42, "so_nofcs": 43, "so_lock_filter": 44,
+        "so_select_err_queue": 45, "so_busy_poll": 46, "so_max_pacing_rate": 47,
+        "so_bpf_extensions": 48, "so_incoming_cpu": 49, "so_attach_bpf": 50,
+        "so_attach_reuseport_cbpf": 51, "so_attach_reuseport_ebpf": 52, "so_cnx_advice": 53,
+        "so_meminfo": 55, "so_incoming_napi_id": 56, "so_cookie": 57, "so_peergroups": 59,
+        "so_zerocopy": 60, "so_txtime": 61, "so_bindtoifindex": 62, "so_timestamp_new": 63,
+        "so_timestampns_new": 64, "so_timestamping_new": 65, "so_rcvtimeo_new": 66,
+        "so_sndtimeo_new": 67, "so_detach_reuseport_bpf": 68, "so_prefer_busy_poll": 69,
+        "so_busy_poll_budget": 70, "so_netns_cookie": 71, "so_buf_lock": 72,
+        "so_reserve_mem": 73, "so_txrehash": 74, "so_rcvmark": 75,
+    },
+    0: {  # IPPROTO_IP (linux/in.h)
+        "ip_tos": 1, "ip_ttl": 2, "ip_hdrincl": 3, "ip_options": 4, "ip_router_alert": 5,
+        "ip_recvopts": 6, "ip_retopts": 7, "ip_pktinfo": 8, "ip_pktoptions": 9,
+        "ip_mtu_discover": 10, "ip_recverr": 11, "ip_recvttl": 12, "ip_recvtos": 13,
+        "ip_mtu": 14, "ip_freebind": 15, "ip_ipsec_policy": 16, "ip_xfrm_policy": 17,
+        "ip_passsec": 18, "ip_transparent": 19, "ip_origdstaddr": 20, "ip_minttl": 21,
+        "ip_nodefrag": 22, "ip_checksum": 23, "ip_bind_address_no_port": 24,
+        "ip_recvfragsize": 25, "ip_recverr_rfc4884": 26, "ip_multicast_if": 32,
+        "ip_multicast_ttl": 33, "ip_multicast_loop": 34, "ip_add_membership": 35,
+        "ip_drop_membership": 36, "ip_unblock_source": 37, "ip_block_source": 38,
+        "ip_add_source_membership": 39, "ip_drop_source_membership": 40,
+        "ip_msfilter": 41, "ip_multicast_all": 49, "ip_unicast_if": 50,
+    },
+    41: {  # IPPROTO_IPV6 (linux/in6.h)
+        "ipv6_addrform": 1, "ipv6_2292pktinfo": 2, "ipv6_2292hopopts": 3,
+        "ipv6_2292dstopts": 4, "ipv6_2292rthdr": 5, "ipv6_2292pktoptions": 6,
+        "ipv6_checksum": 7, "ipv6_2292hoplimit": 8, "ipv6_nexthop": 9, "ipv6_authhdr": 10,
+        "ipv6_flowinfo": 11, "ipv6_unicast_hops": 16, "ipv6_multicast_if": 17,
+        "ipv6_multicast_hops": 18, "ipv6_multicast_loop": 19, "ipv6_add_membership": 20,
+        "ipv6_drop_membership": 21, "ipv6_router_alert": 22, "ipv6_mtu_discover": 23,
+        "ipv6_mtu": 24, "ipv6_recverr": 25, "ipv6_v6only": 26, "ipv6_join_anycast": 27,
+        "ipv6_leave_anycast": 28, "ipv6_multicast_all": 29, "ipv6_router_alert_isolate": 30,
+        "ipv6_recverr_rfc4884": 31, "ipv6_flowlabel_mgr": 32, "ipv6_flowinfo_send": 33,
+        "ipv6_ipsec_policy": 34, "ipv6_xfrm_policy": 35, "ipv6_hdrincl": 36,
+        "ipv6_recvpktinfo": 49, "ipv6_pktinfo": 50, "ipv6_recvhoplimit": 51,
+        "ipv6_hoplimit": 52, "ipv6_recvhopopts": 53, "ipv6_hopopts": 54,
+        "ipv6_rthdrdstopts": 55, "ipv6_recvrthdr": 56, "ipv6_rthdr": 57,
+        "ipv6_recvdstopts": 58, "ipv6_dstopts": 59, "ipv6_recvpathmtu": 60,
+        "ipv6_pathmtu": 61, "ipv6_dontfrag": 62, "ipv6_recvtclass": 66, "ipv6_tclass": 67,
+        "ipv6_autoflowlabel": 70, "ipv6_addr_preferences": 72, "ipv6_minhopcount": 73,
+        "ipv6_origdstaddr": 74, "ipv6_transparent": 75, "ipv6_unicast_if": 76,
+        "ipv6_recvfragsize": 77, "ipv6_freebind": 78,
+    },
+    6: {  # IPPROTO_TCP (linux/tcp.h)
+        "tcp_nodelay": 1, "tcp_maxseg": 2, "tcp_cork": 3, "tcp_keepidle": 4,
+        "tcp_keepintvl": 5, "tcp_keepcnt": 6, "tcp_syncnt": 7, "tcp_linger2": 8,
+        "tcp_defer_accept": 9, "tcp_window_clamp": 10, "tcp_info": 11, "tcp_quickack": 12,
+        "tcp_congestion": 13, "tcp_md5sig": 14, "tcp_thin_linear_timeouts": 16,
+        "tcp_thin_dupack": 17, "tcp_user_timeout": 18, "tcp_repair": 19,
+        "tcp_repair_queue": 20, "tcp_queue_seq": 21, "tcp_repair_options": 22,
+        "tcp_fastopen": 23, "tcp_timestamp": 24, "tcp_notsent_lowat": 25, "tcp_cc_info": 26,
+        "tcp_save_syn": 27, "tcp_saved_syn": 28, "tcp_repair_window": 29,
+        "tcp_fastopen_connect": 30, "tcp_ulp": 31, "tcp_md5sig_ext": 32,
+        "tcp_fastopen_key": 33, "tcp_fastopen_no_cookie": 34, "tcp_zerocopy_receive": 35,
+        "tcp_inq": 36, "tcp_tx_delay": 37,
+    },
+}
+# An option name stands for its level and number: "ip_options" is (0, 4).
+SOCKET_OPTIONS: dict[str, tuple[int, int]] = {
+    name: (level, number) for level, table in _OPTIONS_BY_LEVEL.items() for name, number in table.items()
+}
+
 # Flags of socket(2)/accept4(2) that ride in the type argument.
 _SOCK_FLAGS = {0o4000: "SOCK_NONBLOCK", 0o2000000: "SOCK_CLOEXEC"}
 
@@ -87,6 +167,14 @@ def protocol_name(family: int, number: int) -> str:
         if num == number and family in families and name != "ip":
             return name
     return str(number)
+
+
+def level_name(number: int) -> str:
+    return _LEVEL_NAMES.get(number, str(number))
+
+
+def option_name(level: int, number: int) -> str:
+    return _OPTION_NAMES.get((level, number), str(number))
 
 
 def errno_name(number: int) -> str:
@@ -120,4 +208,6 @@ def sock_type_constant(value: int) -> str:
 
 
 _FAMILY_NAMES = {number: name for name, number in FAMILIES.items()}
+_LEVEL_NAMES = {number: name for name, number in SOCKOPT_LEVELS.items()}
+_OPTION_NAMES = {pair: name for name, pair in SOCKET_OPTIONS.items()}
 _TYPE_NAMES = {number: name for name, number in SOCK_TYPES.items()}

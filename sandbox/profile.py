@@ -19,8 +19,8 @@ import tomli
 
 from . import names
 from .errors import ProfileError
-from .rules import (ADDRESS_CALLS, ADDRESS_KEYS, ALL_CALLS, Action, Call, Glob,
-                    PortRange, Protocol, Rule, Verdict, decide)
+from .rules import (ADDRESS_CALLS, ADDRESS_KEYS, ALL_CALLS, OPTION_CALLS, OPTION_KEYS, Action,
+                    Call, Glob, Option, PortRange, Protocol, Rule, Verdict, decide)
 from .names import AF_INET, AF_INET6, AF_UNIX
 
 
@@ -62,8 +62,13 @@ class Profile:
     def default_verdict(self) -> Verdict:
         return Verdict(self.default, self.errno, None)
 
+    @property
+    def effective_rules(self) -> tuple[Rule, ...]:
+        """The rules in the order they are tried: sockbox's own first (ALWAYS_RULES)."""
+        return (*ALWAYS_RULES, *self.rules)
+
     def decide(self, call: Call) -> Verdict:
-        return decide(self.rules, self.default_verdict, call)
+        return decide(self.effective_rules, self.default_verdict, call)
 
     def audits(self, verdict: Verdict) -> bool:
         """Whether the audit record covers this decision. A kill is always recorded,
@@ -116,7 +121,7 @@ def _os_reason(error: Exception) -> str:
 
 _PROFILE_KEYS = ("name", "description", "default", "errno", "log", "version")
 RULE_KEYS = ("calls", "action", "errno", "log", "family", "type", "protocol",
-             "address", "port", "path", "abstract", "exe")
+             "address", "port", "path", "abstract", "level", "option", "exe")
 
 
 class _Reader:
@@ -198,6 +203,16 @@ class _Reader:
                        f"none of {', '.join(sorted(calls))} carries an address "
                        f"(only {', '.join(sorted(ADDRESS_CALLS))} do)")
             return
+        present = [key for key in OPTION_KEYS if conditions.get(key) is not None]
+        if present and not calls & OPTION_CALLS:
+            self.error(f"{where}.{present[0]}",
+                       f"none of {', '.join(sorted(calls))} names a socket option "
+                       f"(only {', '.join(sorted(OPTION_CALLS))} do)")
+            return
+        levels, options = conditions.get("level"), conditions.get("option")
+        if levels is not None and options is not None and all(
+                o.level is not None and o.level not in levels for o in options):
+            self.error(f"{where}.option", "none of these options exists at the rule's levels")
         families = conditions.get("family")
         families = set(families) if families is not None else None
         networks = conditions.get("address") or ()
@@ -272,7 +287,7 @@ class _Reader:
                 self.error(where, str(error))
         if len(parsed) < len(values):
             return None
-        return frozenset(parsed) if parse in (parse_family, parse_type) else tuple(parsed)
+        return frozenset(parsed) if parse in (parse_family, parse_type, parse_level) else tuple(parsed)
 
 
 def _unknown(what: str, value: Any, known: Iterable[str]) -> str:
@@ -319,6 +334,19 @@ def parse_protocol(value: Any) -> Protocol:
         families, number = names.PROTOCOLS[value.lower()]
         return Protocol(number, families)
     return Protocol(_number_or_name(value, {}, "protocol", 0xFFFF))
+
+
+def parse_level(value: Any) -> int:
+    return _number_or_name(value, names.SOCKOPT_LEVELS, "level", 0xFFFFFFFF)
+
+
+def parse_option(value: Any) -> Option:
+    if isinstance(value, str):
+        if value.lower() not in names.SOCKET_OPTIONS:
+            raise ValueError(_unknown("option", value, names.SOCKET_OPTIONS))
+        level, number = names.SOCKET_OPTIONS[value.lower()]
+        return Option(number, level)
+    return Option(_number_or_name(value, {}, "option", 0xFFFFFFFF))
 
 
 def parse_network(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -378,7 +406,8 @@ def parse_exe(value: Any) -> Glob:
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "family": parse_family, "type": parse_type, "protocol": parse_protocol,
     "address": parse_network, "port": parse_port, "path": parse_path,
-    "abstract": parse_abstract, "exe": parse_exe,
+    "abstract": parse_abstract, "level": parse_level, "option": parse_option,
+    "exe": parse_exe,
 }
 
 
@@ -429,3 +458,16 @@ def inline_rule(text: str, action: Action, label: str) -> Rule:
     if reader.errors:
         raise ProfileError(label, reader.errors)
     return Rule(label=label, calls=calls, action=action, **conditions)
+
+
+# Before every profile's rules, what no profile may allow: socket options that route
+# packets through hosts of the sender's choosing (IPv4 source routing, IPv6 routing
+# headers, segment routing among them), so that a connection allowed to one address
+# would travel through any other.
+ALWAYS_RULES = _Reader("sockbox").profile(tomli.loads("""
+[[rule]]
+calls = ["setsockopt"]
+option = ["ip_options", "ipv6_rthdr", "ipv6_2292rthdr"]
+action = "deny"
+errno = "EPERM"
+"""), "").rules

@@ -15,7 +15,7 @@ from typing import Iterable, Sequence, Union
 
 from .decode import Address, Inet4, Inet6, Unix
 from .names import (AF_INET, SOCK_TYPE_MASK, SUBCALLS, default_protocol, errno_name,
-                    family_name, protocol_name, type_name)
+                    family_name, level_name, option_name, protocol_name, type_name)
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
@@ -28,7 +28,10 @@ ADDRESS_CALLS = frozenset({"bind", "connect", "sendto", "sendmsg", "sendmmsg"})
 PLAIN_ALIAS = {"sendto": "send", "sendmsg": "send", "sendmmsg": "send", "recvfrom": "recv",
                "send": "sendto", "recv": "recvfrom"}
 ADDRESS_KEYS = ("address", "port", "path", "abstract")
-CONDITION_KEYS = ("family", "type", "protocol", *ADDRESS_KEYS, "exe")
+# The calls that name a socket option, so the only ones `level` and `option` can apply to.
+OPTION_CALLS = frozenset({"setsockopt", "getsockopt"})
+OPTION_KEYS = ("level", "option")
+CONDITION_KEYS = ("family", "type", "protocol", *ADDRESS_KEYS, *OPTION_KEYS, "exe")
 
 
 class Action(enum.Enum):
@@ -122,6 +125,14 @@ class Protocol:
 
 
 @dataclass(frozen=True)
+class Option:
+    """A socket option number, within `level` (None: at any level)."""
+
+    number: int
+    level: int | None = None
+
+
+@dataclass(frozen=True)
 class Rule:
     label: str  # "web.toml:rule[2]" (1-based), as the audit record names it
     calls: frozenset[str]
@@ -135,6 +146,8 @@ class Rule:
     port: tuple[PortRange, ...] | None = None
     path: tuple[Glob, ...] | None = None
     abstract: tuple[Glob, ...] | None = None
+    level: frozenset[int] | None = None
+    option: tuple[Option, ...] | None = None
     exe: tuple[Glob, ...] | None = None
 
     def __str__(self) -> str:
@@ -171,6 +184,8 @@ class Call:
     protocol: int | None = None  # as asked for: 0 means the family's default
     address: Address | None = None
     path: str | None = None  # a unix path, resolved as the kernel resolves it
+    level: int | None = None  # setsockopt, getsockopt
+    option: int | None = None
     exe: str | None = None
 
 
@@ -286,6 +301,15 @@ def _abstract_holds(globs: Iterable[Glob], call: Call) -> bool:
     return any(g.matches(name) for g in globs)
 
 
+def _level_holds(levels: frozenset[int], call: Call) -> bool:
+    return call.level in levels
+
+
+def _option_holds(options: Iterable[Option], call: Call) -> bool:
+    return call.option is not None and any(
+        o.number == call.option and (o.level is None or o.level == call.level) for o in options)
+
+
 def _exe_holds(globs: Iterable[Glob], call: Call) -> bool:
     return call.exe is not None and any(g.matches(call.exe) for g in globs)
 
@@ -293,7 +317,8 @@ def _exe_holds(globs: Iterable[Glob], call: Call) -> bool:
 _HOLDS = {
     "family": _family_holds, "type": _type_holds, "protocol": _protocol_holds,
     "address": _address_holds, "port": _port_holds, "path": _path_holds,
-    "abstract": _abstract_holds, "exe": _exe_holds,
+    "abstract": _abstract_holds, "level": _level_holds, "option": _option_holds,
+    "exe": _exe_holds,
 }
 
 ALL_CALLS = frozenset(SUBCALLS)
@@ -309,6 +334,11 @@ def _show(key: str, values: Iterable[object]) -> str:
                         for p in values)  # type: ignore[attr-defined]
     if key in ("path", "abstract", "exe"):
         return ",".join(g.pattern for g in values)  # type: ignore[attr-defined]
+    if key == "level":
+        return ",".join(level_name(v) for v in sorted(values))  # type: ignore[arg-type]
+    if key == "option":
+        return ",".join(option_name(o.level, o.number) if o.level is not None else str(o.number)
+                        for o in values)  # type: ignore[attr-defined]
     return ",".join(str(v) for v in values)
 
 

@@ -11,7 +11,7 @@ def render(profile: Profile, plans: list[AbiPlan]) -> str:
     lines = [f"{profile.name} ({profile.source}): {profile.description}",
              f"default {profile.default.value}, errno {errno_name(profile.errno)}, log {profile.log.value}",
              "", "rules (first match wins):"]
-    lines += [f"  {rule.label}  {rule}" for rule in profile.rules] or ["  (none)"]
+    lines += [f"  {rule.label}  {rule}" for rule in profile.effective_rules]
     for abi_plan in plans:
         lines += ["", f"{abi_plan.abi.value}: where each call is decided"]
         for syscall in abi_plan.syscalls:
