@@ -68,6 +68,9 @@ def run(
         "--log", metavar="FILE", help="Write one audit record per audited decision to FILE ('-' for stderr).")] = None,
     log_format: Annotated[LogFormat, typer.Option("--log-format", help="Format of --log.")] = LogFormat.JSON,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not report denials on stderr.")] = False,
+    keep_fd: Annotated[Optional[list[int]], typer.Option(
+        "--keep-fd", metavar="N", help="Pass descriptor N on to the command (0, 1, 2 always are; "
+        "so are systemd's LISTEN_FDS when LISTEN_PID is sockbox's).")] = None,
 ) -> None:
     """Run CMD with its socket calls decided by PROFILE (default: offline)."""
     from . import runner
@@ -81,7 +84,8 @@ def run(
     elif not quiet:
         sinks.append(Sink(sys.stderr, "text", denials_only=True))
     try:
-        status = runner.run(resolved, command, sinks)
+        status = runner.run(resolved, command, sinks,
+                            inheritance=runner.inheritance_from(keep_fd or [], os.environ))
     except ExecFailed as error:
         typer.echo(f"sockbox: {error}", err=True)
         raise typer.Exit(error.status) from None

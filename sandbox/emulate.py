@@ -18,18 +18,20 @@ import ctypes
 import errno
 import fcntl
 import os
+import pickle
 import socket
 import struct
 from dataclasses import dataclass
 from typing import Union
 
-from .abi import Abi
+from .abi import Abi, syscall_number
 from .calls import Subject
 from .decode import Malformed, Unix, mmsghdr_size, msghdr_size
 from .names import AF_INET, AF_INET6, AF_UNIX, IPPROTO_TCP, MSG_FASTOPEN, SOCK_STREAM
-from .tracee import SocketCopy, StopContext, UnixTarget
+from .tracee import Credentials, SocketCopy, StopContext, UnixTarget
 
 MSG_DONTWAIT = 0x40
+_CAPABILITY_VERSION_3 = 0x20080522
 IPPROTO_MPTCP = 262
 SOCK_SEQPACKET = 5
 MAX_PAYLOAD = 4 << 20  # a datagram larger than this is refused (EMSGSIZE), a stream write cut
@@ -83,6 +85,46 @@ def needs_emulation(subject: Subject) -> bool:
     if family in (AF_INET, AF_INET6) and stream and protocol in (IPPROTO_TCP, IPPROTO_MPTCP):
         return bool(flags & MSG_FASTOPEN)
     return not (family == AF_UNIX and (stream or sock_type & 0xF == SOCK_SEQPACKET))
+
+
+def emulate_as(credentials: Credentials, subjects: list[Subject], abi: Abi, stop: StopContext,
+               memory) -> Outcome:
+    """`emulate`, but with the tracee's credentials, in a short-lived child process: a
+    privileged supervisor must not lend its privileges to a tracee that gave its own up
+    (a unix peer would see the supervisor's uid, a port below 1024 would bind, a
+    directory the tracee cannot search would be crossed). Unix paths are resolved again
+    as the tracee, and must reach what was judged."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - reported through the pipe
+        outcome: Outcome = Done(-errno.EPERM)
+        try:
+            os.close(read_end)
+            _become(credentials)
+            stop.resolve_again()
+            outcome = emulate(subjects, abi, stop, memory)
+        except Malformed as error:
+            outcome = Done(-error.errno)
+        finally:
+            os.write(write_end, pickle.dumps(outcome))
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as report:
+        answer = report.read()
+    os.waitpid(pid, 0)
+    return pickle.loads(answer) if answer else Done(-errno.EPERM)
+
+
+def _become(credentials: Credentials) -> None:
+    os.setgroups(list(credentials.groups))
+    os.setresgid(*credentials.gids[:3])
+    os.setresuid(*credentials.uids[:3])
+    if credentials.uids[1] == 0:  # root that dropped capabilities keeps only what it kept
+        header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)
+        low, high = credentials.capabilities & 0xFFFFFFFF, credentials.capabilities >> 32
+        data = (ctypes.c_uint32 * 6)(low, low, 0, high, high, 0)
+        if _libc.syscall(syscall_number(Abi.X86_64, "capset"), header, data) != 0:
+            raise Malformed(errno.EPERM, "capset")
 
 
 def emulate(subjects: list[Subject], abi: Abi, stop: StopContext, memory) -> Outcome:

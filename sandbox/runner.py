@@ -1,35 +1,77 @@
-"""Run one command in the sandbox, in this process: filter, spawn, supervise."""
+"""Run one command in the sandbox, in this process: check the kernel, filter, spawn,
+supervise."""
 
 from __future__ import annotations
 
+import errno
+import os
 from typing import Mapping, Sequence
 
-from . import filter, signals, spawn
+from . import _ptrace, filter, signals, spawn
 from .audit import AuditLog, Sink
+from .decode import Malformed
+from .errors import UnsupportedKernel
 from .profile import Profile
+from .spawn import Inheritance
 from .supervisor import Supervisor
+from .tracee import O_PATH, credentials, openat2
 
 PR_SET_DUMPABLE = 4
 
 
 def run(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
         env: Mapping[str, str] | None = None, cwd: str | None = None,
-        keep_fds: Sequence[int] = ()) -> int:
+        inheritance: Inheritance = Inheritance()) -> int:
     """Run `argv` under `profile`; return the status `sockbox run` exits with.
 
     Raises SandboxError (nothing was run) or spawn.ExecFailed (status 126/127).
     """
-    filter.check_kernel()
+    check_kernel()
     program = filter.build(profile)
     # Orphans of the command are reparented to us, so that we can reap them.
     spawn.prctl(spawn.PR_SET_CHILD_SUBREAPER, 1)
     signals.block()
-    child = spawn.spawn(argv, program, env, cwd, keep_fds)
+    child = spawn.spawn(argv, program, env, cwd, inheritance)
     # Processes in the sandbox run as our user; they must not be able to read or write
     # the supervisor's memory, which being non-dumpable forbids. Only after the fork:
     # the child would inherit it, and an unprivileged tracer cannot seize a
     # non-dumpable process.
     spawn.prctl(PR_SET_DUMPABLE, 0)
-    supervisor = Supervisor(profile, AuditLog(sinks), child.pid)
+    supervisor = Supervisor(profile, AuditLog(sinks), child.pid, credentials("self"))
     signals.forward(child.pid, lambda: supervisor.tracees)
     return supervisor.run()
+
+
+def inheritance_from(keep_fds: Sequence[int], environ: Mapping[str, str]) -> Inheritance:
+    """The descriptors to pass on: those asked for, and systemd's socket-activated ones
+    when LISTEN_PID names this process."""
+    listen_fds = 0
+    if environ.get("LISTEN_PID") == str(os.getpid()):
+        try:
+            listen_fds = max(int(environ.get("LISTEN_FDS", "0")), 0)
+        except ValueError:
+            listen_fds = 0
+    return Inheritance(tuple(keep_fds), listen_fds)
+
+
+def check_kernel() -> None:
+    """Refuse to start where the kernel lacks what the defences rely on."""
+    filter.check_kernel()
+    try:
+        pidfd = _ptrace.pidfd_open(os.getpid())
+        try:
+            os.close(_ptrace.pidfd_getfd(pidfd, pidfd))
+        finally:
+            os.close(pidfd)
+    except OSError as error:
+        raise UnsupportedKernel(_missing("pidfd_getfd", error.errno)) from None
+    try:
+        os.close(openat2(-100, b"/", O_PATH, 0))  # AT_FDCWD
+    except Malformed as error:
+        raise UnsupportedKernel(_missing("openat2", error.errno)) from None
+
+
+def _missing(call: str, err: int | None) -> str:
+    if err == errno.ENOSYS:
+        return f"the kernel lacks {call} (Linux 5.6 or later is needed)"
+    return f"{call} is refused here ({os.strerror(err or errno.EPERM)}); a container runtime must allow it"

@@ -1,5 +1,6 @@
-"""Start the command: fork; the child waits to be seized, sets NO_NEW_PRIVS, loads the
-filter and execs. What fails in the child travels back over a close-on-exec pipe."""
+"""Start the command: fork; the child waits to be seized, drops CAP_SYS_PTRACE, sets
+NO_NEW_PRIVS, loads the filter and execs. What fails in the child travels back over a
+close-on-exec pipe."""
 
 from __future__ import annotations
 
@@ -13,10 +14,16 @@ from typing import Mapping, Sequence
 from ptrace import PtraceError
 
 from . import _ptrace, filter
-from .errors import SandboxError
+from .abi import Abi, syscall_number
+from .errors import SandboxError, UnsupportedKernel
 
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT, PR_CAP_AMBIENT_LOWER = 47, 3
+CAP_SYS_PTRACE = 19
+_CAPABILITY_VERSION_3 = 0x20080522
+LISTEN_FDS_START = 3  # systemd's socket activation hands descriptors over from 3
 
 # Python ignores these at startup; a command must start with the defaults.
 _RESTORED_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
@@ -38,33 +45,43 @@ class Child:
     pid: int
 
 
-def prctl(option: int, value: int) -> None:
-    if _libc.prctl(option, value, 0, 0, 0) != 0:
+@dataclass(frozen=True)
+class Inheritance:
+    """Descriptors the command keeps besides 0, 1 and 2: those asked for by number, and
+    `listen_fds` socket-activated ones from 3 on, whose LISTEN_PID becomes the command's."""
+
+    keep_fds: tuple[int, ...] = ()
+    listen_fds: int = 0
+
+    def descriptors(self) -> set[int]:
+        return {*self.keep_fds, *range(LISTEN_FDS_START, LISTEN_FDS_START + self.listen_fds)}
+
+
+def prctl(option: int, value: int, arg3: int = 0) -> None:
+    if _libc.prctl(option, value, arg3, 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
 
 
 def spawn(argv: Sequence[str], program: bytes, env: Mapping[str, str] | None = None,
-          cwd: str | None = None, keep_fds: Sequence[int] = ()) -> Child:
+          cwd: str | None = None, inheritance: Inheritance = Inheritance()) -> Child:
     """Fork the command under ptrace and the filter. Returns once it has exec'd (its
     exec event is then waiting for the supervisor); raises ExecFailed otherwise."""
     go_read, go_write = os.pipe()
     report_read, report_write = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, reported through the pipe
-        _child(argv, program, env, cwd, keep_fds, go_read, go_write, report_read, report_write)
+        _child(argv, program, env, cwd, inheritance, go_read, go_write, report_read, report_write)
     os.close(go_read)
     os.close(report_write)
     try:
-        _ptrace.seize(pid)
-    except PtraceError as error:
+        _seize_and_probe(pid)
+    except SandboxError:
         os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+        os.waitpid(pid, _ptrace.WALL)
         for fd in (go_write, report_read):
             os.close(fd)
-        reason = os.strerror(error.errno) if error.errno else str(error)
-        raise SandboxError(f"cannot trace the command (ptrace: {reason}); "
-                           "a container must allow ptrace of one's own children") from None
+        raise
     os.write(go_write, b"g")
     os.close(go_write)
     with os.fdopen(report_read, "rb") as report:
@@ -78,8 +95,27 @@ def spawn(argv: Sequence[str], program: bytes, env: Mapping[str, str] | None = N
     return Child(pid)
 
 
+def _seize_and_probe(pid: int) -> None:
+    """Seize the child while it waits on the pipe, and check on it, before it runs
+    anything, that the kernel answers PTRACE_GET_SYSCALL_INFO (Linux 5.3)."""
+    try:
+        _ptrace.seize(pid)
+    except PtraceError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise SandboxError(f"cannot trace the command (ptrace: {reason}); "
+                           "a container must allow ptrace of one's own children") from None
+    _ptrace.interrupt(pid)
+    os.waitpid(pid, _ptrace.WALL)
+    try:
+        _ptrace.syscall_info(pid)
+    except PtraceError as error:
+        raise UnsupportedKernel(f"the kernel lacks PTRACE_GET_SYSCALL_INFO (Linux 5.3): "
+                                f"{os.strerror(error.errno or errno.EIO)}") from None
+    _ptrace.cont(pid)
+
+
 def _child(argv: Sequence[str], program: bytes, env: Mapping[str, str] | None, cwd: str | None,
-           keep_fds: Sequence[int], go_read: int, go_write: int, report_read: int,
+           inheritance: Inheritance, go_read: int, go_write: int, report_read: int,
            report_write: int) -> None:
     stage = "startup"
     try:
@@ -94,20 +130,46 @@ def _child(argv: Sequence[str], program: bytes, env: Mapping[str, str] | None, c
         stage = "chdir"
         if cwd is not None:
             os.chdir(cwd)
-        _close_fds_except({0, 1, 2, report_write, *keep_fds})
+        _close_fds_except({0, 1, 2, report_write, *inheritance.descriptors()})
+        environment = dict(os.environ if env is None else env)
+        if inheritance.listen_fds:
+            environment["LISTEN_PID"] = str(os.getpid())
+        stage = "capabilities"
+        _drop_ptrace_capability()
         stage = "no_new_privs"
         prctl(PR_SET_NO_NEW_PRIVS, 1)
         stage = "seccomp"
         filter.install(program)
         stage = "exec"
-        if env is None:
-            os.execvp(argv[0], list(argv))
-        os.execvpe(argv[0], list(argv), dict(env))
+        os.execvpe(argv[0], list(argv), environment)
     except OSError as error:
         os.write(report_write, f"{stage}:{error.errno or errno.EINVAL}".encode())
     except BaseException:
         os.write(report_write, f"{stage}:{errno.EINVAL}".encode())
     os._exit(127)
+
+
+def _drop_ptrace_capability() -> None:
+    """A privileged tracee must not get past the supervisor being non-dumpable (to
+    ptrace it or write its memory): CAP_SYS_PTRACE leaves every set, for good."""
+    try:
+        prctl(PR_CAPBSET_DROP, CAP_SYS_PTRACE)
+    except OSError as error:
+        if error.errno != errno.EPERM:  # EPERM: not privileged, nothing to drop
+            raise
+    try:
+        prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_LOWER, CAP_SYS_PTRACE)
+    except OSError as error:
+        if error.errno != errno.EINVAL:  # EINVAL: ambient capabilities unsupported
+            raise
+    header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()  # two of {effective, permitted, inheritable}
+    if _libc.syscall(syscall_number(Abi.X86_64, "capget"), header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capget")
+    for index in range(3):
+        data[index] &= ~(1 << CAP_SYS_PTRACE)
+    if _libc.syscall(syscall_number(Abi.X86_64, "capset"), header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
 
 
 def _close_fds_except(keep: set[int]) -> None:

@@ -20,11 +20,11 @@ from .abi import Abi, SOCKETCALL, Via, abi_of, identify, socketcall_nargs, subca
 from .audit import AuditLog, make_event
 from .calls import Subject, describe
 from .decode import Malformed, decode_words
-from .emulate import RETRY_NS, Wait, emulate, needs_emulation
+from .emulate import RETRY_NS, Wait, emulate, emulate_as, needs_emulation
 from .names import SUBCALLS
 from .profile import Profile
 from .rules import Action, Verdict, needs_socket
-from .tracee import StopContext
+from .tracee import Credentials, StopContext
 
 _GROUP_STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
 _FORK_EVENTS = {_ptrace.PTRACE_EVENT_FORK, _ptrace.PTRACE_EVENT_VFORK, _ptrace.PTRACE_EVENT_CLONE}
@@ -58,6 +58,7 @@ class Supervisor:
     profile: Profile
     audit: AuditLog
     main_pid: int
+    credentials: Credentials  # the supervisor's own
     tracees: set[int] = field(default_factory=set)
     main_status: int | None = None
     killed_by_rule: bool = False
@@ -71,7 +72,10 @@ class Supervisor:
 
     def __post_init__(self) -> None:
         self.tracees.add(self.main_pid)
-        self._needs_socket = {name: needs_socket(self.profile.rules, name) for name in SUBCALLS}
+        self._needs_socket = {name: needs_socket(self.profile.effective_rules, name) for name in SUBCALLS}
+        # Only a privileged supervisor can hold more than a tracee: an unprivileged one
+        # shares its user, groups and (outside user namespaces) capabilities.
+        self._privileged = self.credentials.uids[1] == 0 or self.credentials.capabilities != 0
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -184,7 +188,10 @@ class Supervisor:
             return
         first = subjects[0]
         if needs_emulation(first):
-            outcome = emulate(subjects, abi, stop, memory)
+            if self._privileged and stop.credentials() != self.credentials:
+                outcome = emulate_as(stop.credentials(), subjects, abi, stop, memory)
+            else:
+                outcome = emulate(subjects, abi, stop, memory)
             if isinstance(outcome, Wait):
                 self.begin_wait(tid, abi, outcome, memory)
                 return

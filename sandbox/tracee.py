@@ -184,6 +184,16 @@ class StopContext:
             self._targets[key] = self._resolve(path, follow_last)
         return self._targets[key]
 
+    def resolve_again(self) -> None:
+        """Resolve every unix path once more, with the credentials now in force, and
+        keep the new handles, provided they reach the same files as the first ones."""
+        for (path, follow_last), first in list(self._targets.items()):
+            again = self._resolve(path, follow_last)
+            before, after = os.fstat(first.fd), os.fstat(again.fd)
+            if (before.st_dev, before.st_ino) != (after.st_dev, after.st_ino):
+                raise Malformed(errno.EACCES, f"{os.fsdecode(path)} changed while it was judged")
+            self._targets[(path, follow_last)] = again
+
     def _resolve(self, path: bytes, follow_last: bool) -> UnixTarget:
         """Resolve as the kernel would for this thread: from its root or working
         directory, in its mount namespace, through symlinks; but never through a magic

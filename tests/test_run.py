@@ -431,12 +431,13 @@ def test_works_for_an_unprivileged_user(programs, tcp_server, tmp_path):
     assert tcp_server.received == [b"ping"]
 
 
-def test_a_sockbox_inside_the_sandbox_cannot_trace():
-    # ptrace is refused inside the sandbox, so a nested sockbox stops with one clear line.
+def test_a_sockbox_inside_the_sandbox_cannot_run():
+    # pidfd_getfd and ptrace are refused inside the sandbox, so a nested sockbox stops
+    # before running anything, with one clear line.
     result = sockbox("run", "--", sys.executable, "-m", "sandbox", "run", "--", "true")
     assert result.returncode == 125
-    assert result.stderr == ("sockbox: cannot trace the command (ptrace: Operation not permitted); "
-                             "a container must allow ptrace of one's own children\n")
+    assert result.stderr == ("sockbox: pidfd_getfd is refused here (Operation not permitted); "
+                             "a container runtime must allow it\n")
 
 
 def test_explain_and_show():
