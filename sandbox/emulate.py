@@ -225,6 +225,8 @@ def _send(subject: Subject, sock: SocketCopy, data: bytes, control: bytes, flags
     result = _raw_sendmsg(sock.fd, data, control, flags | MSG_DONTWAIT, destination)
     if blocking and result == -errno.EAGAIN:
         return Wait(subject.fd, RETRY_NS)
+    if blocking and result == -errno.EINPROGRESS:  # MSG_FASTOPEN: connecting, as connect()
+        return Wait(subject.fd, _send_timeout_ns(sock), timed_out=-errno.EINPROGRESS)
     return Done(result)
 
 

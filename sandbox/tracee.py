@@ -215,18 +215,28 @@ class StopContext:
         # tracee. /proc/TID/fd/N (how programs reach long paths) is the one magic link
         # followed, and only into the tracee's own descriptors.
         path = re.sub(rb"^/proc/(self|thread-self)(?=/|$)", b"/proc/%d" % self.tid, path)
-        own_fd = re.match(rb"^/proc/(\d+)/fd/(\d+)(?:/+(.*))?$", path, re.DOTALL)
-        if own_fd and int(own_fd[1]) in (self.tid, _thread_group(self.tid)):
-            return self.descriptor(int(own_fd[2])), own_fd[3] or b".", RESOLVE_NO_MAGICLINKS
+        own = re.match(rb"^/proc/(\d+)/(fd/\d+|cwd|root)(?:/+(.*))?$", path, re.DOTALL)
+        if own and int(own[1]) in (self.tid, _thread_group(self.tid)):
+            link, rest = own[2], own[3] or b"."
+            if link.startswith(b"fd/"):
+                return self.descriptor(int(link[3:])), rest, RESOLVE_NO_MAGICLINKS
+            return self._own(link.decode()), rest, self._resolve_from(link.decode())
         if path.startswith(b"/"):
-            root = self._keep(os.open(f"/proc/{self.tid}/root", O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
-            return root, path.lstrip(b"/") or b".", RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
+            return self._own("root"), path.lstrip(b"/") or b".", self._resolve_from("root")
+        return self._own("cwd"), path, self._resolve_from("cwd")
+
+    def _own(self, link: str) -> int:
+        """The tracee's root or working directory, as a handle."""
+        return self._keep(os.open(f"/proc/{self.tid}/{link}", O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+
+    def _resolve_from(self, link: str) -> int:
+        if link == "root":
+            return RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
         if not self._shares_our_root():
             # A relative path's ".." or absolute symlinks would need both the tracee's
             # root and its working directory, which openat2 cannot take at once.
             raise Malformed(errno.EACCES, "relative unix path from a chroot or another mount namespace")
-        cwd = self._keep(os.open(f"/proc/{self.tid}/cwd", O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
-        return cwd, path, RESOLVE_NO_MAGICLINKS
+        return RESOLVE_NO_MAGICLINKS
 
     def _shares_our_root(self) -> bool:
         try:

@@ -172,8 +172,11 @@ class UnixServer:
             except OSError:
                 return
             with conn:
-                self.received.append(conn.recv(4096))
-                conn.sendall(b"pong")
+                try:
+                    self.received.append(conn.recv(4096))
+                    conn.sendall(b"pong")
+                except OSError:  # the client left first
+                    pass
 
     def close(self) -> None:
         self.listener.close()

@@ -22,11 +22,16 @@
  *   listen HOST PORT        socket, bind, listen, getsockname
  *   socket FAMILY TYPE PROTO    socket() with these numbers
  *   socketpair              socketpair(AF_UNIX, SOCK_STREAM)
- *   raw-connect FAMILY HEX  connect a fresh inet socket to a sockaddr given in hex
+ *   raw-connect FAMILY HEX  connect a fresh stream socket of FAMILY to a sockaddr given in hex
+ *   raw-bind FAMILY HEX     bind a fresh stream socket of FAMILY to a sockaddr given in hex
+ *   raw-sendto FAMILY HEX   sendto "ping" from a fresh datagram socket to a sockaddr in hex
+ *   udp-mmsg-mixed HOST OK BAD  sendmmsg two messages, to port OK and to port BAD
  *   bad-pointer             connect with a sockaddr at an unmapped address
  *   bad-length              connect with addrlen 4096
  *   bad-socketcall-array    socketcall(SYS_CONNECT) whose argument array is unmapped
- * HOST is an IPv4 or IPv6 literal.
+ * HOST is an IPv4 or IPv6 literal. Options before the operation:
+ *   --alarm S      SIGALRM after S seconds, caught by a handler without SA_RESTART
+ *   --sndtimeo MS  SO_SNDTIMEO on every socket made (bounds a blocking connect)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -42,7 +47,9 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/time.h>
 #include <sys/wait.h>
+#include <signal.h>
 #include <unistd.h>
 
 #ifndef MSG_FASTOPEN
@@ -51,6 +58,7 @@
 
 enum { VIA_LIBC, VIA_SYSCALL, VIA_SOCKETCALL, VIA_INT80 };
 static int via = VIA_LIBC;
+static int send_timeout_ms;
 
 /* socketcall subcall numbers (linux/net.h) */
 enum { SC_SOCKET = 1, SC_BIND, SC_CONNECT, SC_LISTEN, SC_ACCEPT, SC_GETSOCKNAME,
@@ -154,7 +162,12 @@ static long P(const void *p, size_t n) { return compat() ? (long)lo32(low(p, n))
 
 /* --- the socket calls ---------------------------------------------------------------- */
 static int s_socket(int f, int t, int p) {
-    return via == VIA_LIBC ? socket(f, t, p) : (int)call(SC_SOCKET, f, t, p, 0, 0, 0);
+    int fd = via == VIA_LIBC ? socket(f, t, p) : (int)call(SC_SOCKET, f, t, p, 0, 0, 0);
+    if (fd >= 0 && send_timeout_ms) {
+        struct timeval tv = {send_timeout_ms / 1000, (send_timeout_ms % 1000) * 1000};
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    }
+    return fd;
 }
 static int s_connect(int fd, const void *sa, socklen_t len) {
     return via == VIA_LIBC ? connect(fd, sa, len) : (int)call(SC_CONNECT, fd, P(sa, len), len, 0, 0, 0);
@@ -311,6 +324,25 @@ static int run_op(int argc, char **argv) {
         for (size_t i = 0; i < n && i < sizeof raw; i++) sscanf(argv[2] + 2 * i, "%2hhx", &raw[i]);
         int fd = (int)check("socket", s_socket(atoi(argv[1]), SOCK_STREAM, 0));
         if (fd >= 0) check("connect", s_connect(fd, raw, (socklen_t)n));
+    } else if ((!strcmp(op, "raw-bind") || !strcmp(op, "raw-sendto")) && argc == 3) {
+        unsigned char raw[256];
+        size_t n = strlen(argv[2]) / 2;
+        for (size_t i = 0; i < n && i < sizeof raw; i++) sscanf(argv[2] + 2 * i, "%2hhx", &raw[i]);
+        int stream = !strcmp(op, "raw-bind");
+        int fd = (int)check("socket", s_socket(atoi(argv[1]), stream ? SOCK_STREAM : SOCK_DGRAM, 0));
+        if (fd >= 0 && stream) check("bind", s_bind(fd, raw, (socklen_t)n));
+        if (fd >= 0 && !stream) check("sendto", s_sendto(fd, "ping", 4, 0, raw, (socklen_t)n));
+    } else if (!strcmp(op, "udp-mmsg-mixed") && argc == 4) {
+        struct sockaddr_storage bad;
+        socklen_t len = inet_address(argv[1], argv[2], &ss);
+        inet_address(argv[1], argv[3], &bad);
+        int fd = (int)check("socket", s_socket(ss.ss_family, SOCK_DGRAM, 0));
+        struct iovec iov = {"ping", 4};
+        struct mmsghdr v[2];
+        memset(v, 0, sizeof v);
+        v[0].msg_hdr = (struct msghdr){&ss, len, &iov, 1, NULL, 0, 0};
+        v[1].msg_hdr = (struct msghdr){&bad, len, &iov, 1, NULL, 0, 0};
+        if (fd >= 0) check("sendmmsg", sendmmsg(fd, v, 2, 0));
     } else if (!strcmp(op, "bad-pointer") && argc == 1) {
         int fd = (int)check("socket", s_socket(AF_INET, SOCK_STREAM, 0));
         if (fd >= 0) check("connect", via == VIA_LIBC ? connect(fd, (void *)16, 16) : call(SC_CONNECT, fd, 16, 16, 0, 0, 0));
@@ -332,6 +364,8 @@ static int run_op(int argc, char **argv) {
     return failures ? 1 : 0;
 }
 
+static void on_alarm(int signum) { (void)signum; }
+
 struct job { int argc; char **argv; int status; };
 static void *thread_main(void *arg) {
     struct job *job = arg;
@@ -348,6 +382,12 @@ int main(int argc, char **argv) {
             via = !strcmp(m, "libc") ? VIA_LIBC : !strcmp(m, "syscall") ? VIA_SYSCALL
                 : !strcmp(m, "socketcall") ? VIA_SOCKETCALL : !strcmp(m, "int80") ? VIA_INT80 : -1;
             if (via < 0) { fprintf(stderr, "netprobe: bad --via\n"); return 98; }
+        } else if (!strcmp(argv[i], "--alarm") && i + 1 < argc) {
+            struct sigaction sa = {.sa_handler = on_alarm};  /* no SA_RESTART */
+            sigaction(SIGALRM, &sa, NULL);
+            alarm(atoi(argv[++i]));
+        } else if (!strcmp(argv[i], "--sndtimeo") && i + 1 < argc) {
+            send_timeout_ms = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--thread")) {
             in_thread = 1;
         } else if (!strcmp(argv[i], "--fork")) {

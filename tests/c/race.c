@@ -17,11 +17,16 @@
  *                    pointer flips between two sockaddrs
  *   unix DIR         unix stream connect to DIR/link/sock, where DIR/link is a symlink
  *                    the other thread keeps pointing at DIR/allowed and DIR/denied
+ *   procmem          TCP connect; not a thread but another process (a forked child)
+ *                    flips the port, writing into our memory through /proc/PID/mem
  * Prints "done N ok M refused K" (K counts calls that failed for any reason).
  */
 #define _GNU_SOURCE
+#define _FILE_OFFSET_BITS 64  /* /proc/PID/mem offsets are addresses, above 2 GiB in 32-bit builds */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -166,13 +171,30 @@ int main(int argc, char **argv) {
     sh->words[1] = (uint32_t)(uintptr_t)&sh->good;
 
     pthread_t flipper;
-    pthread_create(&flipper, NULL, flip, (void *)mode);
+    pid_t writer = 0;
+    if (!strcmp(mode, "procmem")) {
+        writer = fork();
+        if (writer == 0) {
+            char path[64];
+            snprintf(path, sizeof path, "/proc/%d/mem", getppid());
+            int mem = open(path, O_RDWR);
+            if (mem < 0) { perror("open mem"); _exit(1); }
+            for (unsigned i = 0;; i++) {
+                uint16_t value = (i & 1) ? denied : allowed;
+                pwrite(mem, &value, sizeof value, (off_t)(uintptr_t)&sh->target.sin_port);
+            }
+        }
+        mode = "connect";
+    } else {
+        pthread_create(&flipper, NULL, flip, (void *)mode);
+    }
     int iterations = atoi(argv[4]), ok = 0, refused = 0;
     for (int i = 0; i < iterations; i++) {
         if (attempt(mode) == 0) ok++; else refused++;
     }
     atomic_store(&stop, 1);
-    pthread_join(flipper, NULL);
+    if (writer) kill(writer, SIGKILL);
+    else pthread_join(flipper, NULL);
     printf("done %d ok %d refused %d\n", iterations, ok, refused);
     return 0;
 }

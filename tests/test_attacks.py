@@ -1,0 +1,453 @@
+"""Attacks on the sandbox, each run for real against a listener outside it that must see
+nothing; and each road tried to an allowed place too, which must still work.
+
+The classes follow SECURITY.md: deciding on what the kernel will use (races), roads
+that carry a destination, roads around the filter, descriptors from outside, and
+failing closed on the unknown.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import TcpServer, UdpServer, UnixServer, sockbox, write_profile
+
+
+def guarded_profile(directory, allowed_port: int, extra: str = "") -> str:
+    """IP sockets may be made; they may reach 127.0.0.1 only on `allowed_port`."""
+    return write_profile(directory, f"""
+[profile]
+description = "loopback, one port"
+[[rule]]
+calls = ["socket", "socketpair"]
+family = ["inet", "inet6", "unix"]
+action = "allow"
+[[rule]]
+calls = ["connect", "sendto", "sendmsg", "sendmmsg"]
+address = ["127.0.0.1/32", "::1/128"]
+port = [{allowed_port}]
+action = "allow"
+{extra}
+[[rule]]
+calls = ["send", "recv", "recvfrom", "recvmsg", "getsockopt", "setsockopt", "getsockname",
+         "getpeername", "shutdown"]
+action = "allow"
+""", name="guarded.toml")
+
+
+@pytest.fixture
+def denied_tcp():
+    server = TcpServer()
+    yield server
+    server.close()
+
+
+# --- 1. decide on what the kernel will use ---------------------------------------------------
+
+RACES = [("connect", 64), ("connect", 32), ("sendto", 64), ("sendto", 32), ("sendmsg", 64),
+         ("sendmsg", 32), ("sendmsg-name", 64), ("sendmmsg", 64), ("sendmmsg", 32),
+         ("socketcall", 64), ("socketcall", 32), ("procmem", 64), ("procmem", 32)]
+
+
+@pytest.mark.parametrize("mode,bits", RACES, ids=[f"{m}{b}" for m, b in RACES])
+def test_rewriting_memory_after_the_check_gets_nothing_through(programs, tmp_path, mode, bits):
+    # A second thread (or, for procmem, a second process through /proc/PID/mem) keeps
+    # flipping the destination between an allowed port and a denied one while the
+    # call is made 2000 times. Natively about half would go to the denied port.
+    kind = TcpServer if mode in ("connect", "socketcall", "procmem") else UdpServer
+    allowed, denied = kind(), kind()
+    try:
+        profile = guarded_profile(tmp_path, allowed.port)
+        result = sockbox("run", "-q", "-p", profile, "--", programs("race", bits), mode,
+                         str(allowed.port), str(denied.port), "2000", timeout=300)
+        assert result.stdout.startswith("done 2000"), result.stdout + result.stderr
+        if kind is UdpServer:
+            reached_allowed, reached_denied = len(allowed.collect()), len(denied.collect())
+        else:
+            time.sleep(0.3)  # let the accept threads record what the kernel queued
+            reached_allowed, reached_denied = len(allowed.received), len(denied.received)
+        assert reached_denied == 0, f"{reached_denied} calls reached the denied port"
+        assert reached_allowed > 0, "the race never took the allowed road"
+    finally:
+        allowed.close()
+        denied.close()
+
+
+def test_swapping_a_symlink_after_the_check_gets_nothing_through(programs, tmp_path):
+    # DIR/link flips between DIR/allowed and DIR/denied, each holding a listening
+    # socket `sock`; only DIR/allowed/* may be reached.
+    tmp_path.chmod(0o755)
+    (tmp_path / "allowed").mkdir()
+    (tmp_path / "denied").mkdir()
+    allowed = UnixServer(str(tmp_path / "allowed" / "sock"))
+    denied = UnixServer(str(tmp_path / "denied" / "sock"))
+    os.symlink(tmp_path / "allowed", tmp_path / "link")
+    profile = write_profile(tmp_path, f"""
+[[rule]]
+calls = ["socket"]
+family = ["unix"]
+action = "allow"
+[[rule]]
+calls = ["connect"]
+path = ["{tmp_path}/allowed/*"]
+action = "allow"
+""")
+    try:
+        result = sockbox("run", "-q", "-p", profile, "--", programs("race", 64), "unix",
+                         str(tmp_path), "-", "2000", timeout=300)
+        assert result.stdout.startswith("done 2000"), result.stdout + result.stderr
+        time.sleep(0.3)
+        assert denied.received == []
+        assert allowed.received, "the race never took the allowed road"
+    finally:
+        allowed.close()
+        denied.close()
+
+
+# --- 2. every road that carries a destination is checked ----------------------------------------
+
+
+def sockaddr_in_hex(family: int, host: str, port: int) -> str:
+    return (struct.pack("=H", family) + struct.pack("!H", port) + socket.inet_aton(host) + bytes(8)).hex()
+
+
+@pytest.mark.parametrize("bits", [64, 32])
+def test_tcp_fast_open_names_a_destination(programs, tmp_path, tcp_server, denied_tcp, bits):
+    profile = guarded_profile(tmp_path, tcp_server.port)
+    probe = programs("netprobe", bits)
+    denied = sockbox("run", "-q", "-p", profile, "--", probe, "tcp-fastopen", "127.0.0.1", str(denied_tcp.port))
+    assert "sendto ERR EACCES" in denied.stdout
+    allowed = sockbox("run", "-q", "-p", profile, "--", probe, "tcp-fastopen", "127.0.0.1", str(tcp_server.port))
+    assert "sendto OK 4" in allowed.stdout, allowed.stdout + allowed.stderr
+    time.sleep(0.3)
+    assert tcp_server.received == [b"ping"]
+    assert denied_tcp.received == []
+
+
+def test_af_unspec_destination_is_judged_as_the_ipv4_address_it_carries(programs, tmp_path, udp_server):
+    # udp_sendmsg sends an AF_UNSPEC sockaddr to the IPv4 address inside it.
+    allowed = UdpServer()
+    try:
+        profile = guarded_profile(tmp_path, allowed.port)
+        probe = programs("netprobe", 64)
+        for port, expected in ((udp_server.port, "sendto ERR EACCES"), (allowed.port, "sendto OK 4")):
+            result = sockbox("run", "-q", "-p", profile, "--", probe, "raw-sendto", "2",
+                             sockaddr_in_hex(0, "127.0.0.1", port))
+            assert expected in result.stdout, result.stdout + result.stderr
+        assert udp_server.collect() == []
+        assert allowed.collect() == [b"ping"]
+    finally:
+        allowed.close()
+
+
+def test_af_unspec_bind_is_judged_as_an_ipv4_bind(programs, tmp_path):
+    # inet_bind takes AF_UNSPEC with INADDR_ANY as AF_INET: a bind rule on ports holds.
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    allowed_port = free.getsockname()[1]
+    free.close()
+    profile = write_profile(tmp_path, f"""
+[[rule]]
+calls = ["socket"]
+action = "allow"
+[[rule]]
+calls = ["bind"]
+port = [{allowed_port}]
+action = "allow"
+""")
+    probe = programs("netprobe", 64)
+    denied = sockbox("run", "-q", "-p", profile, "--", probe, "raw-bind", "2", sockaddr_in_hex(0, "0.0.0.0", 22))
+    assert "bind ERR EACCES" in denied.stdout, denied.stdout + denied.stderr
+    allowed = sockbox("run", "-q", "-p", profile, "--", probe, "raw-bind", "2",
+                      sockaddr_in_hex(0, "0.0.0.0", allowed_port))
+    assert "bind OK 0" in allowed.stdout, allowed.stdout + allowed.stderr
+
+
+def test_unspecified_destination_is_judged_as_loopback(programs, tcp_server):
+    # connect(0.0.0.0) reaches this host; a profile denying loopback must hold for it.
+    probe = [programs("netprobe", 64), "tcp", "0.0.0.0", str(tcp_server.port)]
+    denied = sockbox("run", "-q", "-p", "audit", "--deny", "connect=127.0.0.0/8", "--", *probe)
+    assert "connect ERR EACCES" in denied.stdout
+    assert tcp_server.received == []
+    allowed = sockbox("run", "-q", "-p", "localhost", "--", *probe)
+    assert "recv OK 4" in allowed.stdout
+    assert tcp_server.received == [b"ping"]
+
+
+@pytest.mark.parametrize("spelling", ["::ffff:10.1.2.3", "::10.1.2.3", "64:ff9b::a01:203", "2002:a01:203::1",
+                                      "::ffff:0:10.1.2.3"])
+def test_ipv6_spellings_of_an_ipv4_address_are_judged_as_it(tmp_path, spelling):
+    profile = write_profile(tmp_path, """
+[profile]
+default = "allow"
+[[rule]]
+calls = ["connect"]
+address = ["10.0.0.0/8"]
+action = "deny"
+""")
+    result = sockbox("explain", "-p", profile, "connect", f"[{spelling}]:443")
+    assert (result.returncode, result.stdout.split()[0]) == (1, "deny"), result.stdout
+
+
+def test_sendmmsg_with_one_denied_message_sends_none(programs, tmp_path, udp_server):
+    allowed = UdpServer()
+    try:
+        profile = guarded_profile(tmp_path, allowed.port)
+        result = sockbox("run", "-q", "-p", profile, "--", programs("netprobe", 64), "udp-mmsg-mixed",
+                         "127.0.0.1", str(allowed.port), str(udp_server.port))
+        assert "sendmmsg ERR EACCES" in result.stdout
+        assert allowed.collect() == [] and udp_server.collect() == []
+    finally:
+        allowed.close()
+
+
+def test_a_symlink_into_a_denied_directory_is_judged_where_it_leads(programs, tmp_path):
+    tmp_path.chmod(0o755)
+    (tmp_path / "allowed").mkdir()
+    (tmp_path / "denied").mkdir()
+    target = UnixServer(str(tmp_path / "denied" / "sock"))
+    os.symlink(tmp_path / "denied" / "sock", tmp_path / "allowed" / "innocent")
+    profile = write_profile(tmp_path, f"""
+[[rule]]
+calls = ["socket"]
+action = "allow"
+[[rule]]
+calls = ["connect"]
+path = ["{tmp_path}/allowed/*"]
+action = "allow"
+""")
+    try:
+        result = sockbox("run", "-q", "-p", profile, "--", programs("netprobe", 64), "unix",
+                         str(tmp_path / "allowed" / "innocent"))
+        assert "connect ERR EACCES" in result.stdout
+        assert target.received == []
+    finally:
+        target.close()
+
+
+def test_proc_self_in_a_path_is_the_tracee_not_the_supervisor(programs, tmp_path, unix_server):
+    # /proc/self/cwd/server.sock must resolve through the tracee's working directory.
+    directory = os.path.dirname(unix_server.address)
+    result = sockbox("run", "-p", "offline", "--", programs("netprobe", 64), "unix",
+                     "/proc/self/cwd/server.sock", cwd=directory)
+    assert "recv OK 4" in result.stdout, result.stdout + result.stderr
+    assert unix_server.received == [b"ping"]
+
+
+# --- 3. no road around the filter -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bits", [64, 32])
+@pytest.mark.parametrize("operation,expected", [
+    ("io_uring", "io_uring_setup ERR ENOSYS"),
+    ("notify-filter", "seccomp ERR EPERM"),
+    ("untraced", "clone ERR EPERM"),
+    ("clone3", "clone3 ERR ENOSYS"),
+    ("ptrace-sibling", "ptrace ERR EPERM"),
+    ("vm-writev", "process_vm_writev ERR EPERM"),
+    ("pidfd-getfd", "pidfd_getfd ERR EPERM"),
+    ("userfaultfd", "userfaultfd ERR EPERM"),
+    ("ip-options", "setsockopt ERR EPERM"),
+    ("rthdr", "setsockopt ERR EPERM"),
+])
+def test_roads_around_the_filter_are_closed(programs, tmp_path, tcp_server, denied_tcp, bits,
+                                            operation, expected):
+    profile = guarded_profile(tmp_path, tcp_server.port)
+    result = sockbox("run", "-q", "-p", profile, "--", programs("escape", bits), operation,
+                     str(denied_tcp.port))
+    assert expected in result.stdout, result.stdout + result.stderr
+    assert "connect OK" not in result.stdout
+    assert denied_tcp.received == []
+
+
+@pytest.mark.parametrize("bits", [64, 32])
+@pytest.mark.parametrize("operation", ["trace-filter", "allow-filter", "thread", "nondumpable"])
+def test_filters_of_its_own_threads_and_hiding_change_no_decision(programs, tmp_path, tcp_server,
+                                                                 denied_tcp, bits, operation):
+    # A filter of the program's own returning RET_TRACE with forged data, or RET_ALLOW,
+    # cannot outrank sockbox's; a thread is supervised; PR_SET_DUMPABLE(0) hides nothing.
+    profile = guarded_profile(tmp_path, tcp_server.port)
+    escape = programs("escape", bits)
+    denied = sockbox("run", "-q", "-p", profile, "--", escape, operation, str(denied_tcp.port))
+    assert "connect ERR EACCES" in denied.stdout, denied.stdout + denied.stderr
+    allowed = sockbox("run", "-q", "-p", profile, "--", escape, operation, str(tcp_server.port))
+    assert "send OK 4" in allowed.stdout, allowed.stdout + allowed.stderr
+    time.sleep(0.2)
+    assert denied_tcp.received == []
+    assert tcp_server.received == [b"ping"]
+
+
+def test_the_x32_abi_is_killed(programs):
+    result = sockbox("run", "--", programs("escape", 64), "x32")
+    assert result.returncode == 128 + signal.SIGSYS
+
+
+def test_killing_the_supervisor_kills_the_sandbox(programs, tmp_path, denied_tcp):
+    pidfile = tmp_path / "sleeper"
+    profile = guarded_profile(tmp_path, 1)
+    script = (f"sleep 60 & echo $! > {pidfile}; "
+              f"exec {programs('escape', 64)} kill-supervisor {denied_tcp.port}")
+    result = sockbox("run", "-q", "-p", profile, "--", "sh", "-c", script)
+    assert result.returncode == -signal.SIGKILL  # sockbox itself was killed
+    sleeper = int(pidfile.read_text())
+    deadline = time.monotonic() + 10
+    while _alive(sleeper) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(sleeper), "a process of the sandbox outlived its supervisor"
+    time.sleep(1.5)  # the escape program would connect a second after the kill
+    assert denied_tcp.received == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+# --- blocking calls, performed by the supervisor, behave as they would -------------------------
+
+
+@pytest.fixture
+def full_listener():
+    """A listener whose accept queue is full, so that a connect to it blocks."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    for _ in range(8):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(listener.getsockname())
+        fillers.append(filler)
+    time.sleep(0.3)
+    yield listener.getsockname()[1]
+    for sock in fillers:
+        sock.close()
+    listener.close()
+
+
+@pytest.mark.parametrize("bits", [64, 32])
+@pytest.mark.parametrize("options,expected", [
+    (["--alarm", "1"], "connect ERR EINTR"),  # a signal interrupts a blocked connect
+    (["--sndtimeo", "700"], "connect ERR EINPROGRESS"),  # SO_SNDTIMEO bounds it
+])
+def test_a_blocking_connect_keeps_its_signal_and_timeout_behaviour(programs, full_listener, bits,
+                                                                   options, expected):
+    probe = [programs("netprobe", bits), *options, "tcp", "127.0.0.1", str(full_listener)]
+    native = subprocess.run(probe, capture_output=True, text=True, timeout=30)
+    assert expected in native.stdout  # the test's premise: natively it is so
+    sandboxed = sockbox("run", "-p", "audit", "--", *probe, timeout=30)
+    assert expected in sandboxed.stdout, sandboxed.stdout + sandboxed.stderr
+
+
+def test_a_blocked_connect_does_not_stall_other_processes(programs, full_listener, tcp_server):
+    # The first connect blocks for good; the second, in another process of the same
+    # sandbox, must go through meanwhile.
+    probe = programs("netprobe", 64)
+    script = (f"{probe} tcp 127.0.0.1 {full_listener} & "
+              f"{probe} tcp 127.0.0.1 {tcp_server.port}; kill $!")
+    started = time.monotonic()
+    result = sockbox("run", "-p", "localhost", "--", "sh", "-c", script, timeout=60)
+    assert "recv OK 4" in result.stdout, result.stdout + result.stderr
+    assert time.monotonic() - started < 30
+    assert tcp_server.received == [b"ping"]
+
+
+# --- 4. descriptors from outside --------------------------------------------------------------
+
+
+def test_inherited_descriptors_are_closed_unless_asked_for(tcp_server):
+    outside = socket.create_connection(("127.0.0.1", tcp_server.port))
+    fd = outside.fileno()
+    use = [sys.executable, "-c", f"import os; os.write({fd}, b'ping'); print('sent')"]
+    closed = subprocess.run([sys.executable, "-m", "sandbox", "run", "--", *use],
+                            pass_fds=(fd,), capture_output=True, text=True, timeout=30)
+    assert "sent" not in closed.stdout and "Bad file descriptor" in closed.stderr
+    kept = subprocess.run([sys.executable, "-m", "sandbox", "run", "--keep-fd", str(fd), "--", *use],
+                          pass_fds=(fd,), capture_output=True, text=True, timeout=30)
+    assert "sent" in kept.stdout, kept.stderr
+    outside.close()
+    time.sleep(0.3)
+    assert tcp_server.received == [b"ping"]
+
+
+def test_socket_activation_hands_over_listen_fds():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    fd = listener.fileno()
+    check = ("import os, socket; s = socket.socket(fileno=3); "
+             "print(os.environ['LISTEN_PID'] == str(os.getpid()), s.getsockname()[1])")
+    # As systemd starts a service: the socket at 3, LISTEN_PID naming the process.
+    launch = (f"import os, sys; os.dup2({fd}, 3); os.environ.update(LISTEN_PID=str(os.getpid()), "
+              f"LISTEN_FDS='1'); os.execv(sys.executable, [sys.executable, '-m', 'sandbox', 'run', "
+              f"'-p', 'localhost', '--', sys.executable, '-c', {check!r}])")
+    result = subprocess.run([sys.executable, "-c", launch], pass_fds=(fd,), capture_output=True,
+                            text=True, timeout=30)
+    assert result.stdout.split() == ["True", str(listener.getsockname()[1])], result.stderr
+    listener.close()
+
+
+def test_descriptors_passed_over_a_unix_socket_still_work(tmp_path):
+    # An emulated sendmsg (unix datagram to a path) carries SCM_RIGHTS: the descriptors
+    # are the supervisor's copies of the sender's, and arrive working.
+    tmp_path.chmod(0o755)
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    path = str(tmp_path / "receiver.sock")
+    receiver.bind(path)
+    code = (f"import array, socket, os; r, w = os.pipe(); os.write(w, b'through a descriptor'); "
+            f"s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); "
+            f"s.sendmsg([b'fd'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', [r]))], 0, {path!r})")
+    result = sockbox("run", "-p", "offline", "--", sys.executable, "-c", code)
+    assert result.returncode == 0, result.stderr
+    message, fds, _, _ = socket.recv_fds(receiver, 16, 1)
+    assert message == b"fd"
+    assert os.read(fds[0], 100) == b"through a descriptor"
+    receiver.close()
+
+
+# --- 5. fail closed on the unknown --------------------------------------------------------------
+
+OUTER_FILTER = """
+import errno, os, sys, pyseccomp
+rule = sys.argv[1]
+f = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
+if rule == "syscall_info":  # an old kernel: PTRACE_GET_SYSCALL_INFO is an unknown request
+    f.add_rule(pyseccomp.ERRNO(errno.EIO), "ptrace", pyseccomp.Arg(0, pyseccomp.EQ, 0x420e))
+elif rule == "pidfd_getfd":
+    f.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "pidfd_getfd")
+elif rule == "openat2":
+    f.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "openat2")
+elif rule == "kill_process":  # an old kernel: SECCOMP_RET_KILL_PROCESS unknown
+    f.add_rule(pyseccomp.ERRNO(errno.EOPNOTSUPP), "seccomp", pyseccomp.Arg(0, pyseccomp.EQ, 2))
+f.load()
+os.execv(sys.executable, [sys.executable, "-m", "sandbox", "run", "--", "touch", sys.argv[2]])
+"""
+
+
+@pytest.mark.parametrize("missing,message", [
+    ("syscall_info", "the kernel lacks PTRACE_GET_SYSCALL_INFO"),
+    ("pidfd_getfd", "the kernel lacks pidfd_getfd"),
+    ("openat2", "the kernel lacks openat2"),
+    ("kill_process", "the kernel lacks seccomp action SECCOMP_RET_KILL_PROCESS"),
+])
+def test_a_kernel_without_a_needed_feature_runs_nothing(tmp_path, missing, message):
+    marker = tmp_path / "ran"
+    result = subprocess.run([sys.executable, "-c", OUTER_FILTER, missing, str(marker)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 125
+    assert result.stderr.startswith(f"sockbox: {message}"), result.stderr
+    assert result.stderr.count("\n") == 1
+    assert not marker.exists()
