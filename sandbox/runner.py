@@ -69,6 +69,19 @@ def check_kernel() -> None:
         os.close(openat2(-100, b"/", O_PATH, 0))  # AT_FDCWD
     except Malformed as error:
         raise UnsupportedKernel(_missing("openat2", error.errno)) from None
+    if spawn.landlock_abi() == 0 and _yama_scope() < 1:
+        raise UnsupportedKernel(
+            "neither Landlock (Linux 5.13, lsm=landlock) nor Yama ptrace_scope >= 1 is "
+            "available, so a sandboxed process could write into the memory of this user's "
+            "other processes")
+
+
+def _yama_scope() -> int:
+    try:
+        with open("/proc/sys/kernel/yama/ptrace_scope") as scope:
+            return int(scope.read())
+    except (OSError, ValueError):
+        return 0
 
 
 def _missing(call: str, err: int | None) -> str:

@@ -22,10 +22,13 @@
  *   x32                   a syscall through the x32 ABI
  *   nondumpable PORT      prctl(PR_SET_DUMPABLE, 0), then connect
  *   kill-supervisor PORT  SIGKILL to our parent (the supervisor), then connect
+ *   outside-mem PID       open /proc/PID/mem of a process outside the sandbox to write
+ *   supervisor-mem        open /proc/PPID/mem (the supervisor's) to write
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <netinet/in.h>
@@ -180,6 +183,10 @@ int main(int argc, char **argv) {
         report("kill", kill(getppid(), SIGKILL));
         sleep(1);
         connect_and_ping();
+    } else if (!strcmp(op, "outside-mem") || !strcmp(op, "supervisor-mem")) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/mem", !strcmp(op, "outside-mem") ? port : getppid());
+        report("open", open(path, O_RDWR));
     } else {
         fprintf(stderr, "escape: unknown operation %s\n", op);
         return 98;
