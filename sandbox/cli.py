@@ -9,7 +9,6 @@ from __future__ import annotations
 import enum
 import os
 import sys
-from pathlib import Path
 from typing import IO, Annotated, Optional
 
 import typer
@@ -180,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     except SandboxError as error:
         return _fail(str(error))
     except typer.TyperException as error:  # click's usage errors
-        message = getattr(error, "format_message", lambda: str(error))()
+        message = error.format_message() if hasattr(error, "format_message") else str(error)
         return _fail(f"{message} (see sockbox --help)")
     except (typer.Abort, KeyboardInterrupt):
         return _fail("aborted")

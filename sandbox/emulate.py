@@ -6,6 +6,11 @@ address is not left to the tracee: the supervisor performs it on its copy of the
 tracee's socket (the same open file, taken with pidfd_getfd), with the address bytes
 it judged and unix paths as the handles it resolved, and hands the tracee the result.
 
+It happens in two steps. `prepare` reads what the call needs from the tracee (its data,
+control messages, descriptors passed along) into a `Plan`; `perform` makes the socket
+calls and nothing else, so that it can run with the tracee's credentials in a child
+process when the supervisor holds privileges the tracee gave up (`perform_as`).
+
 The supervisor never blocks: it sends with MSG_DONTWAIT and connects a blocking
 socket in non-blocking mode. Where the tracee would have waited, it is made to wait
 in its own context (`Wait`: ppoll on its descriptor, then the call runs again), so
@@ -28,15 +33,15 @@ from .abi import Abi, syscall_number
 from .calls import Subject
 from .decode import Malformed, Unix, mmsghdr_size, msghdr_size
 from .names import AF_INET, AF_INET6, AF_UNIX, IPPROTO_TCP, MSG_FASTOPEN, SOCK_STREAM
-from .tracee import Credentials, SocketCopy, StopContext, UnixTarget
+from .tracee import Credentials, SocketCopy, StopContext
 
 MSG_DONTWAIT = 0x40
-_CAPABILITY_VERSION_3 = 0x20080522
 IPPROTO_MPTCP = 262
 SOCK_SEQPACKET = 5
 MAX_PAYLOAD = 4 << 20  # a datagram larger than this is refused (EMSGSIZE), a stream write cut
 MAX_CONTROL = 64 << 10  # beyond net.core.optmem_max: the kernel says ENOBUFS
 RETRY_NS = 50_000_000  # how long a tracee waits before trying again a send that would block
+_CAPABILITY_VERSION_3 = 0x20080522
 
 SOL_SOCKET, SCM_RIGHTS, SCM_CREDENTIALS = 1, 1, 2
 SOL_IP, IP_RETOPTS = 0, 7
@@ -87,147 +92,67 @@ def needs_emulation(subject: Subject) -> bool:
     return not (family == AF_UNIX and (stream or sock_type & 0xF == SOCK_SEQPACKET))
 
 
-def emulate_as(credentials: Credentials, subjects: list[Subject], abi: Abi, stop: StopContext,
-               memory) -> Outcome:
-    """`emulate`, but with the tracee's credentials, in a short-lived child process: a
-    privileged supervisor must not lend its privileges to a tracee that gave its own up
-    (a unix peer would see the supervisor's uid, a port below 1024 would bind, a
-    directory the tracee cannot search would be crossed). Unix paths are resolved again
-    as the tracee, and must reach what was judged."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - reported through the pipe
-        outcome: Outcome = Done(-errno.EPERM)
-        try:
-            os.close(read_end)
-            _become(credentials)
-            stop.resolve_again()
-            outcome = emulate(subjects, abi, stop, memory)
-        except Malformed as error:
-            outcome = Done(-error.errno)
-        finally:
-            os.write(write_end, pickle.dumps(outcome))
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as report:
-        answer = report.read()
-    os.waitpid(pid, 0)
-    return pickle.loads(answer) if answer else Done(-errno.EPERM)
+# --- what a call needs, read from the tracee -------------------------------------------
 
 
-def _become(credentials: Credentials) -> None:
-    os.setgroups(list(credentials.groups))
-    os.setresgid(*credentials.gids[:3])
-    os.setresuid(*credentials.uids[:3])
-    if credentials.uids[1] == 0:  # root that dropped capabilities keeps only what it kept
-        header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)
-        low, high = credentials.capabilities & 0xFFFFFFFF, credentials.capabilities >> 32
-        data = (ctypes.c_uint32 * 6)(low, low, 0, high, high, 0)
-        if _libc.syscall(syscall_number(Abi.X86_64, "capset"), header, data) != 0:
-            raise Malformed(errno.EPERM, "capset")
+@dataclass(frozen=True)
+class Message:
+    data: bytes
+    control: tuple[tuple[int, int, bytes], ...]  # (level, type, data), descriptors ours
+    destination: bytes | None
+    flags: int
+    length_at: int | None = None  # sendmmsg: where the kernel would write msg_len
 
 
-def emulate(subjects: list[Subject], abi: Abi, stop: StopContext, memory) -> Outcome:
-    """Perform the call the subjects describe (several: the messages of a sendmmsg)."""
+@dataclass(frozen=True)
+class Plan:
+    name: str  # connect, bind or send
+    sock: SocketCopy
+    fd: int  # the tracee's descriptor
+    address: bytes | None = None  # connect, bind: the sockaddr to hand the kernel
+    bind_in: tuple[int, bytes] | None = None  # bind to a unix path: (directory handle, name)
+    messages: tuple[Message, ...] = ()
+    failure: int | None = None  # -errno found while reading the first message
+
+
+def prepare(subjects: list[Subject], abi: Abi, stop: StopContext, memory) -> Plan:
+    """Everything the call needs, read from the tracee now: after this, nothing more."""
     first = subjects[0]
-    name = first.call.name
     assert first.fd is not None
     sock = stop.socket(first.fd)
+    name = first.call.name
     if name == "connect":
-        return _connect(first, sock, stop)
+        return Plan("connect", sock, first.fd, address=_sockaddr(first, stop))
     if name == "bind":
-        return _bind(first, sock, stop)
-    if name == "sendto":
+        target = _unix_target(first, stop)
+        if target is not None:
+            assert target.name is not None
+            return Plan("bind", sock, first.fd, bind_in=(target.fd, target.name))
+        return Plan("bind", sock, first.fd, address=first.raw_address)
+    messages: list[Message] = []
+    for index, subject in enumerate(subjects):
         try:
-            data = memory.read(first.args[1], min(first.args[2], MAX_PAYLOAD))
+            messages.append(_message(subject, index, abi, stop, memory))
         except Malformed as error:
-            return Done(-error.errno)
-        destination = _sockaddr(first, stop)
-        return _send(first, sock, data, b"", first.args[3], destination)
-    if name == "sendmsg":
-        return _sendmsg(first, sock, abi, stop, memory, first.args[2])
-    return _sendmmsg(subjects, sock, abi, stop, memory)
+            if not messages:
+                return Plan("send", sock, first.fd, failure=-error.errno)
+            break  # as __sys_sendmmsg: the messages before the bad one are sent
+    return Plan("send", sock, first.fd, messages=tuple(messages))
 
 
-# --- connect and bind -------------------------------------------------------------------
-
-
-def _connect(subject: Subject, sock: SocketCopy, stop: StopContext) -> Outcome:
-    address = _sockaddr(subject, stop)
-    blocking = not _file_flags(sock) & os.O_NONBLOCK
-    may_block = sock.type & 0xF in (SOCK_STREAM, SOCK_SEQPACKET)
-    if blocking and may_block:
-        # Only for the moment of the call, on a socket not connected yet, so no other
-        # user of the open file can notice.
-        _set_file_flags(sock, _file_flags(sock) | os.O_NONBLOCK)
-        try:
-            result = _raw_connect(sock.fd, address)
-        finally:
-            _set_file_flags(sock, _file_flags(sock) & ~os.O_NONBLOCK)
-    else:
-        result = _raw_connect(sock.fd, address)
-    if blocking and result in (-errno.EINPROGRESS, -errno.EALREADY):
-        return Wait(subject.fd, _send_timeout_ns(sock), timed_out=-errno.EINPROGRESS)
-    if blocking and result == -errno.EAGAIN:  # a unix listener's backlog is full
-        return Wait(subject.fd, RETRY_NS)
-    return Done(result)
-
-
-def _bind(subject: Subject, sock: SocketCopy, stop: StopContext) -> Outcome:
-    target = _unix_target(subject, stop)
-    if target is None:
-        return Done(_raw_bind(sock.fd, _sockaddr(subject, stop)))
-    # bind creates the name in the directory that was judged: from inside it, by name.
-    assert target.name is not None
-    here = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fchdir(target.fd)
-        return Done(_raw_bind(sock.fd, _unix_sockaddr(target.name)))
-    finally:
-        os.fchdir(here)
-        os.close(here)
-
-
-# --- sends ------------------------------------------------------------------------------
-
-
-def _sendmsg(subject: Subject, sock: SocketCopy, abi: Abi, stop: StopContext, memory,
-             flags: int) -> Outcome:
+def _message(subject: Subject, index: int, abi: Abi, stop: StopContext, memory) -> Message:
+    destination = _sockaddr(subject, stop)
+    if subject.call.name == "sendto":
+        data = memory.read(subject.args[1], min(subject.args[2], MAX_PAYLOAD))
+        return Message(data, (), destination, subject.args[3])
     header = subject.header
     assert header is not None
-    try:
-        data = _gather(header.iov, header.iovlen, abi, memory)
-        control = _control(header.control, header.controllen, abi, stop, memory)
-    except Malformed as error:
-        return Done(-error.errno)
-    return _send(subject, sock, data, control, flags, _sockaddr(subject, stop))
-
-
-def _sendmmsg(subjects: list[Subject], sock: SocketCopy, abi: Abi, stop: StopContext,
-              memory) -> Outcome:
-    """Message by message, as __sys_sendmmsg does: the count sent, or the first error
-    if none was; each sent message's msg_len written back."""
-    writes = []
-    for index, subject in enumerate(subjects):
-        outcome = _sendmsg(subject, sock, abi, stop, memory, subject.args[3])
-        if isinstance(outcome, Wait) or outcome.result < 0:
-            return outcome if index == 0 else Done(index, tuple(writes))
-        entry = subject.args[1] + index * mmsghdr_size(abi) + msghdr_size(abi)
-        writes.append((entry, struct.pack("=I", outcome.result)))
-    return Done(len(subjects), tuple(writes))
-
-
-def _send(subject: Subject, sock: SocketCopy, data: bytes, control: bytes, flags: int,
-          destination: bytes | None) -> Outcome:
-    blocking = not flags & MSG_DONTWAIT and not _file_flags(sock) & os.O_NONBLOCK
-    if len(data) >= MAX_PAYLOAD and sock.type & 0xF != SOCK_STREAM:
-        return Done(-errno.EMSGSIZE)
-    result = _raw_sendmsg(sock.fd, data, control, flags | MSG_DONTWAIT, destination)
-    if blocking and result == -errno.EAGAIN:
-        return Wait(subject.fd, RETRY_NS)
-    if blocking and result == -errno.EINPROGRESS:  # MSG_FASTOPEN: connecting, as connect()
-        return Wait(subject.fd, _send_timeout_ns(sock), timed_out=-errno.EINPROGRESS)
-    return Done(result)
+    data = _gather(header.iov, header.iovlen, abi, memory)
+    control = _control(header.control, header.controllen, abi, stop, memory)
+    if subject.call.name == "sendmsg":
+        return Message(data, control, destination, subject.args[2])
+    length_at = subject.args[1] + index * mmsghdr_size(abi) + msghdr_size(abi)
+    return Message(data, control, destination, subject.args[3], length_at)
 
 
 def _gather(iov: int, count: int, abi: Abi, memory) -> bytes:
@@ -250,18 +175,18 @@ def _gather(iov: int, count: int, abi: Abi, memory) -> bytes:
     return b"".join(parts)
 
 
-def _control(pointer: int, length: int, abi: Abi, stop: StopContext, memory) -> bytes:
-    """The control messages, rebuilt in the native layout: descriptors (SCM_RIGHTS)
-    translated to the supervisor's copies; a claim to be the tracee (SCM_CREDENTIALS)
-    made as the supervisor, the one performing the send; routing headers refused."""
+def _control(pointer: int, length: int, abi: Abi, stop: StopContext,
+             memory) -> tuple[tuple[int, int, bytes], ...]:
+    """The control messages: descriptors passed (SCM_RIGHTS) turned into the
+    supervisor's copies of them; routing headers refused."""
     if pointer == 0 or length == 0:
-        return b""
+        return ()
     if length > MAX_CONTROL:
         raise Malformed(errno.ENOBUFS, f"msg_controllen {length}")
     raw = memory.read(pointer, length)
     header = struct.Struct("=Qii" if abi is Abi.X86_64 else "=Iii")
     align = 8 if abi is Abi.X86_64 else 4
-    out = []
+    messages = []
     offset = 0
     while offset + header.size <= len(raw):
         cmsg_len, level, kind = header.unpack_from(raw, offset)
@@ -273,18 +198,12 @@ def _control(pointer: int, length: int, abi: Abi, stop: StopContext, memory) -> 
         if (level, kind) == (SOL_SOCKET, SCM_RIGHTS):
             fds = struct.unpack(f"={len(data) // 4}i", data[:len(data) // 4 * 4])
             data = struct.pack(f"={len(fds)}i", *(stop.descriptor(fd) for fd in fds))
-        elif (level, kind) == (SOL_SOCKET, SCM_CREDENTIALS) and len(data) >= 4:
-            data = struct.pack("=i", os.getpid()) + data[4:]
-        message = struct.pack("=Qii", socket.CMSG_LEN(len(data)), level, kind) + data
-        out.append(message.ljust(socket.CMSG_SPACE(len(data)), b"\0"))
+        messages.append((level, kind, data))
         offset += (cmsg_len + align - 1) // align * align
-    return b"".join(out)
+    return tuple(messages)
 
 
-# --- addresses --------------------------------------------------------------------------
-
-
-def _unix_target(subject: Subject, stop: StopContext) -> UnixTarget | None:
+def _unix_target(subject: Subject, stop: StopContext):
     address = subject.call.address
     if not isinstance(address, Unix) or not address.path:
         return None
@@ -304,9 +223,160 @@ def _unix_sockaddr(path: bytes) -> bytes:
     return struct.pack("=H", AF_UNIX) + path + b"\0"
 
 
+# --- the calls ------------------------------------------------------------------------
+
+
+def perform(plan: Plan) -> Outcome:
+    """Make the socket calls of a plan; nothing is read from the tracee any more."""
+    if plan.name == "connect":
+        return _connect(plan)
+    if plan.name == "bind":
+        return _bind(plan)
+    return _send(plan)
+
+
+def emulate(subjects: list[Subject], abi: Abi, stop: StopContext, memory) -> Outcome:
+    """Perform the call the subjects describe (several: the messages of a sendmmsg)."""
+    return perform(prepare(subjects, abi, stop, memory))
+
+
+def _connect(plan: Plan) -> Outcome:
+    sock = plan.sock
+    blocking = not _file_flags(sock) & os.O_NONBLOCK
+    if blocking and sock.type & 0xF in (SOCK_STREAM, SOCK_SEQPACKET):
+        # Only for the moment of the call, on a socket not connected yet, so no other
+        # user of the open file can notice.
+        _set_file_flags(sock, _file_flags(sock) | os.O_NONBLOCK)
+        try:
+            result = _raw_connect(sock.fd, plan.address)
+        finally:
+            _set_file_flags(sock, _file_flags(sock) & ~os.O_NONBLOCK)
+    else:
+        result = _raw_connect(sock.fd, plan.address)
+    if blocking and result in (-errno.EINPROGRESS, -errno.EALREADY):
+        return Wait(plan.fd, _send_timeout_ns(sock), timed_out=-errno.EINPROGRESS)
+    if blocking and result == -errno.EAGAIN:  # a unix listener's backlog is full
+        return Wait(plan.fd, RETRY_NS)
+    return Done(result)
+
+
+def _bind(plan: Plan) -> Outcome:
+    if plan.bind_in is None:
+        return Done(_raw_bind(plan.sock.fd, plan.address))
+    # bind creates the name in the directory that was judged: from inside it, by name.
+    directory, name = plan.bind_in
+    here = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fchdir(directory)
+        return Done(_raw_bind(plan.sock.fd, _unix_sockaddr(name)))
+    finally:
+        os.fchdir(here)
+        os.close(here)
+
+
+def _send(plan: Plan) -> Outcome:
+    """Message by message, as __sys_sendmmsg does: the count sent (or bytes, for one
+    message), or the first error if none was; each sent message's msg_len written."""
+    if plan.failure is not None:
+        return Done(plan.failure)
+    sock = plan.sock
+    writes = []
+    for index, message in enumerate(plan.messages):
+        result = _send_one(sock, message)
+        if result < 0 and index == 0:
+            blocking = not message.flags & MSG_DONTWAIT and not _file_flags(sock) & os.O_NONBLOCK
+            if blocking and result == -errno.EAGAIN:
+                return Wait(plan.fd, RETRY_NS)
+            if blocking and result == -errno.EINPROGRESS:  # MSG_FASTOPEN: connecting
+                return Wait(plan.fd, _send_timeout_ns(sock), timed_out=-errno.EINPROGRESS)
+        if result < 0:
+            return Done(result if index == 0 else index, tuple(writes))
+        if message.length_at is None:
+            return Done(result)
+        writes.append((message.length_at, struct.pack("=I", result)))
+    return Done(len(plan.messages), tuple(writes))
+
+
+def _send_one(sock: SocketCopy, message: Message) -> int:
+    if len(message.data) >= MAX_PAYLOAD and sock.type & 0xF != SOCK_STREAM:
+        return -errno.EMSGSIZE
+    control = b"".join(_cmsg(level, kind, data) for level, kind, data in message.control)
+    return _raw_sendmsg(sock.fd, message.data, control, message.flags | MSG_DONTWAIT,
+                        message.destination)
+
+
+def _cmsg(level: int, kind: int, data: bytes) -> bytes:
+    if (level, kind) == (SOL_SOCKET, SCM_CREDENTIALS) and len(data) >= 4:
+        # The kernel lets a process vouch only for itself: the sender is us.
+        data = struct.pack("=i", os.getpid()) + data[4:]
+    message = struct.pack("=Qii", socket.CMSG_LEN(len(data)), level, kind) + data
+    return message.ljust(socket.CMSG_SPACE(len(data)), b"\0")
+
+
+# --- with the tracee's credentials ----------------------------------------------------
+
+
+def emulate_as(credentials: Credentials, subjects: list[Subject], abi: Abi, stop: StopContext,
+               memory) -> Outcome:
+    """`emulate`, with the socket calls made by a short-lived child process holding the
+    tracee's credentials: a privileged supervisor must not lend its privileges to a
+    tracee that gave its own up (a unix peer would see the supervisor's uid, a port
+    below 1024 would bind, a directory the tracee cannot search would be crossed). Unix
+    paths are resolved again as the tracee, and must reach what was judged."""
+    plan = prepare(subjects, abi, stop, memory)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - reported through the pipe
+        outcome: Outcome = Done(-errno.EPERM)
+        try:
+            os.close(read_end)
+            _become(credentials)
+            stop.resolve_again()
+            outcome = perform(_with_targets_of(plan, subjects, stop))
+        except Malformed as error:
+            outcome = Done(-error.errno)
+        finally:
+            os.write(write_end, pickle.dumps(outcome))
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as report:
+        answer = report.read()
+    os.waitpid(pid, 0)
+    return pickle.loads(answer) if answer else Done(-errno.EPERM)
+
+
+def _with_targets_of(plan: Plan, subjects: list[Subject], stop: StopContext) -> Plan:
+    """The plan with its unix handles replaced by those resolved again."""
+    first = subjects[0]
+    target = _unix_target(first, stop)
+    if target is None:
+        return plan
+    if plan.name == "bind":
+        assert target.name is not None
+        return Plan("bind", plan.sock, plan.fd, bind_in=(target.fd, target.name))
+    if plan.name == "connect":
+        return Plan("connect", plan.sock, plan.fd, address=_sockaddr(first, stop))
+    messages = tuple(Message(m.data, m.control, _sockaddr(s, stop), m.flags, m.length_at)
+                     for m, s in zip(plan.messages, subjects))
+    return Plan("send", plan.sock, plan.fd, messages=messages, failure=plan.failure)
+
+
+def _become(credentials: Credentials) -> None:
+    os.setgroups(list(credentials.groups))
+    os.setresgid(*credentials.gids[:3])
+    os.setresuid(*credentials.uids[:3])
+    if credentials.uids[1] == 0:  # root that dropped capabilities keeps only what it kept
+        header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)
+        low, high = credentials.capabilities & 0xFFFFFFFF, credentials.capabilities >> 32
+        data = (ctypes.c_uint32 * 6)(low, low, 0, high, high, 0)
+        if _libc.syscall(syscall_number(Abi.X86_64, "capset"), header, data) != 0:
+            raise Malformed(errno.EPERM, "capset")
+
+
 # --- the calls, on raw bytes ------------------------------------------------------------
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_libc.sendmsg.restype = ctypes.c_ssize_t
 
 
 class _IoVec(ctypes.Structure):
@@ -343,7 +413,6 @@ def _raw_sendmsg(fd: int, data: bytes, control: bytes, flags: int, name: bytes |
                       len(name) if name else 0, ctypes.pointer(iov), 1,
                       ctypes.cast(control_buffer, ctypes.c_void_p) if control_buffer else None,
                       len(control), 0)
-    _libc.sendmsg.restype = ctypes.c_ssize_t
     return _result(_libc.sendmsg(fd, ctypes.byref(message), flags))
 
 
@@ -364,4 +433,3 @@ def _send_timeout_ns(sock: SocketCopy) -> int | None:
         view.detach()
     seconds, microseconds = struct.unpack("=qq", value)
     return seconds * 1_000_000_000 + microseconds * 1000 or None
-

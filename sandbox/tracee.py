@@ -92,6 +92,8 @@ class StopContext:
         self.tid = tid
         self._exe_cache = exe_cache
         self._sockets: dict[int, SocketCopy] = {}
+        self._descriptors: dict[int, int] = {}
+        self._starts: dict[str, int] = {}  # the tracee's root and working directory
         self._targets: dict[tuple[bytes, bool], UnixTarget] = {}
         self._open: list[int] = []
         self._pidfd: int | None = None
@@ -126,6 +128,11 @@ class StopContext:
 
     def descriptor(self, fd: int) -> int:
         """Our copy of the tracee's descriptor `fd` (the same open file)."""
+        if fd not in self._descriptors:
+            self._descriptors[fd] = self._copy_descriptor(fd)
+        return self._descriptors[fd]
+
+    def _copy_descriptor(self, fd: int) -> int:
         pidfd = self._thread_pidfd()
         try:
             copy = self._keep(_ptrace.pidfd_getfd(pidfd, fd))
@@ -185,8 +192,9 @@ class StopContext:
         return self._targets[key]
 
     def resolve_again(self) -> None:
-        """Resolve every unix path once more, with the credentials now in force, and
-        keep the new handles, provided they reach the same files as the first ones."""
+        """Resolve every unix path once more, from the same starting directories but
+        with the credentials now in force, and keep the new handles, provided they reach
+        the same files as the first ones."""
         for (path, follow_last), first in list(self._targets.items()):
             again = self._resolve(path, follow_last)
             before, after = os.fstat(first.fd), os.fstat(again.fd)
@@ -226,8 +234,12 @@ class StopContext:
         return self._own("cwd"), path, self._resolve_from("cwd")
 
     def _own(self, link: str) -> int:
-        """The tracee's root or working directory, as a handle."""
-        return self._keep(os.open(f"/proc/{self.tid}/{link}", O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+        """The tracee's root or working directory, as a handle (kept: resolve_again may
+        run with credentials that cannot open /proc/TID of a non-dumpable tracee)."""
+        if link not in self._starts:
+            flags = O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+            self._starts[link] = self._keep(os.open(f"/proc/{self.tid}/{link}", flags))
+        return self._starts[link]
 
     def _resolve_from(self, link: str) -> int:
         if link == "root":

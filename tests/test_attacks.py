@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
-import threading
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -484,3 +486,43 @@ def test_a_kernel_without_a_needed_feature_runs_nothing(tmp_path, missing, messa
     assert result.stderr.startswith(f"sockbox: {message}"), result.stderr
     assert result.stderr.count("\n") == 1
     assert not marker.exists()
+
+
+def test_a_tracee_that_gave_up_root_gets_no_privilege_back(tmp_path):
+    # Started as root, the program becomes nobody, then connects to a socket only root
+    # may reach, and to one anybody may (whose server looks at the peer's uid). The
+    # supervisor, root, must not lend it root for the call it performs.
+    if os.geteuid() != 0:
+        pytest.fail("this test needs the suite to run as root (as .ci/run does)")
+    # pytest's own temporary directories are root's alone: nobody could not even look.
+    tmp_path = Path(tempfile.mkdtemp(prefix="sockbox-privilege-"))
+    tmp_path.chmod(0o755)
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    hidden = UnixServer(str(private / "root-only.sock"))
+    public = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    public.bind(str(tmp_path / "public.sock"))
+    os.chmod(tmp_path / "public.sock", 0o777)
+    public.listen()
+    code = f"""
+import os, socket
+os.setgroups([]); os.setresgid(65534, 65534, 65534); os.setresuid(65534, 65534, 65534)
+for path in ({str(private / "root-only.sock")!r}, {str(tmp_path / "public.sock")!r}):
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(path); print("connected")
+    except OSError as error:
+        print(error.errno)
+"""
+    try:
+        result = sockbox("run", "-p", "offline", "--", sys.executable, "-c", code)
+        assert result.stdout.split() == [str(errno.EACCES), "connected"], result.stdout + result.stderr
+        conn, _ = public.accept()
+        pid, uid, gid = struct.unpack("=iII", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        assert (uid, gid) == (65534, 65534)
+        assert hidden.received == []
+        conn.close()
+    finally:
+        hidden.close()
+        public.close()
+        shutil.rmtree(tmp_path)
