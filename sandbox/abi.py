@@ -26,14 +26,16 @@ class Abi(enum.Enum):
 
     @property
     def word_size(self) -> int:
-        return 8 if self is Abi.X86_64 else 4
+        return _WORD_SIZE[self]
 
     @property
     def word_mask(self) -> int:
-        return (1 << (8 * self.word_size)) - 1
+        return _WORD_MASK[self]
 
 
 _AUDIT_ARCH = {Abi.X86_64: pyseccomp.Arch.X86_64, Abi.I386: pyseccomp.Arch.X86}
+_WORD_SIZE = {Abi.X86_64: 8, Abi.I386: 4}
+_WORD_MASK = {abi: (1 << (8 * size)) - 1 for abi, size in _WORD_SIZE.items()}
 X32_SYSCALL_BIT = 0x40000000
 SOCKETCALL = "socketcall"
 
@@ -137,3 +139,23 @@ def abi_of(arch: int) -> Abi | None:
 # socketcall(2) copies this many 32-bit words from its argument array (net/socket.c nargs).
 def socketcall_nargs(subcall: str) -> int:
     return len(ARGS[subcall])
+
+
+# Syscalls after which a process's credentials may differ (i386 has 16- and 32-bit ids).
+_CREDENTIAL_CALLS = ("setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid",
+                     "setfsuid", "setfsgid", "setgroups", "capset", "unshare", "setns")
+
+
+@functools.cache
+def credential_syscalls(abi: Abi) -> tuple[tuple[str, int], ...]:
+    names = [*_CREDENTIAL_CALLS, *(f"{name}32" for name in _CREDENTIAL_CALLS)]
+    return tuple((name, nr) for name in names if (nr := syscall_number(abi, name)) is not None)
+
+
+@functools.cache
+def _credential_numbers() -> frozenset[tuple[int, int]]:
+    return frozenset((abi.audit_arch, nr) for abi in Abi for _, nr in credential_syscalls(abi))
+
+
+def changes_credentials(arch: int, nr: int) -> bool:
+    return (arch, nr) in _credential_numbers()

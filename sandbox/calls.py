@@ -57,19 +57,22 @@ def int32(value: int) -> int:
 def describe(name: str, abi: Abi, args: tuple[int, ...], memory: Memory, process: Process,
              needs_socket: bool) -> list[Subject]:
     """The subjects of one call: one, or one per message of a sendmmsg."""
-    args = tuple(a & abi.word_mask for a in args)
+    mask = abi.word_mask
+    args = tuple(a & mask for a in args)
     call = Call(name, exe=process.exe())
     if name in ("socket", "socketpair"):
-        call = replace(call, family=int32(args[0]), type=int32(args[1]), protocol=int32(args[2]))
+        call = Call(name, family=int32(args[0]), type=int32(args[1]), protocol=int32(args[2]),
+                    exe=call.exe)
         return [Subject(call, args)]
     fd = int32(args[0])
     if name not in ADDRESS_CALLS:
-        if needs_socket:
-            call = _with_socket(call, process.socket_info(fd))
-        if name in OPTION_CALLS:
-            call = replace(call, level=int32(args[1]), option=int32(args[2]))
-        if name in ("send", "recv") or (name == "recvfrom" and args[4] == 0):
-            call = _plain(call)
+        socket = process.socket_info(fd) if needs_socket else (None, None, None)
+        plain = name in ("send", "recv") or (name == "recvfrom" and args[4] == 0)
+        options = name in OPTION_CALLS
+        call = Call(name, alias=PLAIN_ALIAS.get(name) if plain else None,
+                    family=socket[0], type=socket[1], protocol=socket[2],
+                    level=int32(args[1]) if options else None,
+                    option=int32(args[2]) if options else None, exe=call.exe)
         return [Subject(call, args, fd)]
 
     # The address is read the way the socket's protocol reads it, so the socket comes
@@ -82,7 +85,7 @@ def describe(name: str, abi: Abi, args: tuple[int, ...], memory: Memory, process
         if name != "connect" or error.errno != errno.ENOTSOCK:
             raise
         socket, not_a_socket = (0, 0, 0), error
-    call = _with_socket(call, socket)
+    call = Call(name, family=socket[0], type=socket[1], protocol=socket[2], exe=call.exe)
 
     if name in ("bind", "connect"):
         addrlen = int32(args[2])
@@ -106,11 +109,6 @@ def describe(name: str, abi: Abi, args: tuple[int, ...], memory: Memory, process
         return [Subject(_with_address(call, address, process), args, fd, header.namelen, raw,
                         socket, header)]
     return _sendmmsg(call, abi, args, memory, process, fd, socket)
-
-
-def _with_socket(call: Call, socket: tuple[int, int, int]) -> Call:
-    family, sock_type, protocol = socket
-    return replace(call, family=family, type=sock_type, protocol=protocol)
 
 
 def _sendmmsg(call: Call, abi: Abi, args: tuple[int, ...], memory: Memory, process: Process,

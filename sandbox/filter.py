@@ -24,7 +24,8 @@ from typing import Iterable, Sequence
 import pyseccomp
 
 from . import bpf
-from .abi import Abi, SOCKETCALL, X32_SYSCALL_BIT, SocketSyscall, socket_syscalls, subcall_number, syscall_number
+from .abi import (Abi, SOCKETCALL, X32_SYSCALL_BIT, SocketSyscall, credential_syscalls, socket_syscalls,
+                  subcall_number, syscall_number)
 from .errors import UnsupportedKernel
 from .names import AF_INET, AF_INET6, MSG_FASTOPEN, SOCK_TYPE_MASK, SUBCALLS, default_protocol
 from .profile import Profile
@@ -172,8 +173,18 @@ class AbiPlan:
     syscalls: list[SyscallPlan]
 
 
-def plan(profile: Profile) -> list[AbiPlan]:
-    return [AbiPlan(abi, [*_hardening(abi), *_socket_plans(profile, abi)]) for abi in Abi]
+def plan(profile: Profile, watch_credentials: bool = False) -> list[AbiPlan]:
+    """The filter's plan. `watch_credentials`: stop at every syscall that can change a
+    process's credentials, so that a privileged supervisor can keep them cached."""
+    return [AbiPlan(abi, [*_hardening(abi), *_socket_plans(profile, abi),
+                          *(_credential_watch(abi) if watch_credentials else [])])
+            for abi in Abi]
+
+
+def _credential_watch(abi: Abi) -> list[SyscallPlan]:
+    reason = "credentials may change: the supervisor forgets what it knew of them"
+    return [SyscallPlan(nr, name, [ShapePlan((), Shape(name), [Clause((), RET_TRACE, reason)])])
+            for name, nr in credential_syscalls(abi)]
 
 
 def _socket_plans(profile: Profile, abi: Abi) -> list[SyscallPlan]:
@@ -328,8 +339,8 @@ def assemble(plans: Sequence[AbiPlan]) -> list[bpf.Insn]:
     return asm.assemble()
 
 
-def build(profile: Profile) -> bytes:
-    return bpf.encode(assemble(plan(profile)))
+def build(profile: Profile, watch_credentials: bool = False) -> bytes:
+    return bpf.encode(assemble(plan(profile, watch_credentials)))
 
 
 def _emit_abi(asm: bpf.Assembler, abi_plan: AbiPlan) -> None:

@@ -27,7 +27,8 @@ def run(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
     Raises SandboxError (nothing was run) or spawn.ExecFailed (status 126/127).
     """
     check_kernel()
-    program = filter.build(profile)
+    ours = credentials("self")
+    program = filter.build(profile, watch_credentials=ours.privileged)
     # Orphans of the command are reparented to us, so that we can reap them.
     spawn.prctl(spawn.PR_SET_CHILD_SUBREAPER, 1)
     signals.block()
@@ -37,7 +38,7 @@ def run(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
     # the child would inherit it, and an unprivileged tracer cannot seize a
     # non-dumpable process.
     spawn.prctl(PR_SET_DUMPABLE, 0)
-    supervisor = Supervisor(profile, AuditLog(sinks), child.pid, credentials("self"))
+    supervisor = Supervisor(profile, AuditLog(sinks), child.pid, ours)
     signals.forward(child.pid, lambda: supervisor.tracees)
     return supervisor.run()
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _ptrace
-from .abi import Abi, SOCKETCALL, Via, abi_of, identify, socketcall_nargs, subcall_name, syscall_number
+from .abi import (Abi, SOCKETCALL, Via, abi_of, changes_credentials, identify, socketcall_nargs,
+                  subcall_name, syscall_number)
 from .audit import AuditLog, make_event
 from .calls import Subject, describe
 from .decode import Malformed, decode_words
@@ -24,7 +25,7 @@ from .emulate import RETRY_NS, Wait, emulate, emulate_as, needs_emulation
 from .names import SUBCALLS
 from .profile import Profile
 from .rules import Action, Verdict, needs_socket
-from .tracee import Credentials, StopContext
+from .tracee import Credentials, Known, StopContext
 
 _GROUP_STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
 _FORK_EVENTS = {_ptrace.PTRACE_EVENT_FORK, _ptrace.PTRACE_EVENT_VFORK, _ptrace.PTRACE_EVENT_CLONE}
@@ -62,7 +63,7 @@ class Supervisor:
     tracees: set[int] = field(default_factory=set)
     main_status: int | None = None
     killed_by_rule: bool = False
-    exe_cache: dict[int, str | None] = field(default_factory=dict)
+    known: dict[int, Known] = field(default_factory=dict)  # per tracee thread
     # Tracees running a rewritten socketcall, with the registers to restore.
     rewritten: dict[int, Any] = field(default_factory=dict)
     # Tracees waiting in place of a call that would have blocked.
@@ -73,9 +74,6 @@ class Supervisor:
     def __post_init__(self) -> None:
         self.tracees.add(self.main_pid)
         self._needs_socket = {name: needs_socket(self.profile.effective_rules, name) for name in SUBCALLS}
-        # Only a privileged supervisor can hold more than a tracee: an unprivileged one
-        # shares its user, groups and (outside user namespaces) capabilities.
-        self._privileged = self.credentials.uids[1] == 0 or self.credentials.capabilities != 0
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -118,7 +116,8 @@ class Supervisor:
             former = _ptrace.event_message(pid)
             if former != pid:  # a thread exec'd and took over the leader's id
                 self.forget(former)
-            self.exe_cache.pop(pid, None)
+            if pid in self.known:
+                self.known[pid].forget_image()
             _ptrace.cont(pid)
         elif event == _ptrace.PTRACE_EVENT_STOP:
             if stop_signal in _GROUP_STOP_SIGNALS:
@@ -130,7 +129,9 @@ class Supervisor:
 
     def forget(self, pid: int) -> None:
         self.tracees.discard(pid)
-        self.exe_cache.pop(pid, None)
+        known = self.known.pop(pid, None)
+        if known is not None:
+            known.close()
         self.rewritten.pop(pid, None)
         self.waiting.pop(pid, None)
         self.running_again.discard(pid)
@@ -146,14 +147,17 @@ class Supervisor:
             _ptrace.cont(tid)
             return
         if syscall is None:
-            _ptrace.cont(tid)  # a filter of the program's own asked to trace this one
+            # A credential change the filter watches, or a filter of the program's own.
+            if changes_credentials(info.arch, info.nr) and tid in self.known:
+                self.known[tid].credentials = None
+            _ptrace.cont(tid)
             return
         quiet = tid in self.running_again
         self.running_again.discard(tid)
         args = tuple(a & abi.word_mask for a in info.args)
         name, via = syscall.call, Via.DIRECT
         memory = _ptrace.TraceeMemory(tid)
-        stop = StopContext(tid, self.exe_cache)
+        stop = StopContext(tid, self.known.setdefault(tid, Known()))
         try:
             if name == SOCKETCALL:
                 name, via = subcall_name(args[0]), Via.SOCKETCALL
@@ -188,8 +192,9 @@ class Supervisor:
             return
         first = subjects[0]
         if needs_emulation(first):
-            if self._privileged and stop.credentials() != self.credentials:
-                outcome = emulate_as(stop.credentials(), subjects, abi, stop, memory)
+            theirs = stop.credentials() if self.credentials.privileged else None
+            if theirs is not None and theirs != self.credentials:
+                outcome = emulate_as(theirs, subjects, abi, stop, memory)
             else:
                 outcome = emulate(subjects, abi, stop, memory)
             if isinstance(outcome, Wait):

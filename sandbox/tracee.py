@@ -65,6 +65,13 @@ class Credentials(NamedTuple):
     groups: tuple[int, ...]
     capabilities: int  # effective set
 
+    @property
+    def privileged(self) -> bool:
+        """Whether these can hold more than a tracee started with them: an unprivileged
+        process shares its user, groups and (outside user namespaces) capabilities
+        with every process it starts, which cannot change them."""
+        return self.uids[1] == 0 or self.capabilities != 0
+
 
 # The capability the supervisor removes from every tracee, so never a difference that
 # matters for performing a socket call.
@@ -85,19 +92,41 @@ def credentials(pid: int | str) -> Credentials:
     )
 
 
+@dataclass
+class Known:
+    """What the supervisor keeps about one tracee thread from one stop to the next."""
+
+    exe: str | None = None
+    exe_read: bool = False
+    pidfd: int | None = None
+    pidfd_is_the_group: bool = False
+    # Kept only by a privileged supervisor, which has the filter stop every call that
+    # may change them and forgets them there.
+    credentials: Credentials | None = None
+
+    def forget_image(self) -> None:
+        """After exec: another executable, recomputed capabilities, maybe another tid."""
+        self.exe_read = False
+        self.credentials = None
+        self.close()
+
+    def close(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
+
 class StopContext:
     """One stop of one tracee thread. Implements calls.Process; close() when done."""
 
-    def __init__(self, tid: int, exe_cache: dict[int, str | None]):
+    def __init__(self, tid: int, known: Known):
         self.tid = tid
-        self._exe_cache = exe_cache
+        self.known = known
         self._sockets: dict[int, SocketCopy] = {}
         self._descriptors: dict[int, int] = {}
         self._starts: dict[str, int] = {}  # the tracee's root and working directory
         self._targets: dict[tuple[bytes, bool], UnixTarget] = {}
         self._open: list[int] = []
-        self._pidfd: int | None = None
-        self._pidfd_is_the_group = False
 
     def close(self) -> None:
         for fd in self._open:
@@ -111,18 +140,21 @@ class StopContext:
     # -- the process ------------------------------------------------------------------
 
     def exe(self) -> str | None:
-        if self.tid not in self._exe_cache:
+        if not self.known.exe_read:
             try:
-                self._exe_cache[self.tid] = os.readlink(f"/proc/{self.tid}/exe")
+                self.known.exe = os.readlink(f"/proc/{self.tid}/exe")
             except OSError:
-                self._exe_cache[self.tid] = None
-        return self._exe_cache[self.tid]
+                self.known.exe = None
+            self.known.exe_read = True
+        return self.known.exe
 
     def credentials(self) -> Credentials:
-        try:
-            return credentials(self.tid)
-        except (OSError, KeyError, ValueError):
-            raise _ptrace.TraceeGone(self.tid) from None
+        if self.known.credentials is None:
+            try:
+                self.known.credentials = credentials(self.tid)
+            except (OSError, KeyError, ValueError):
+                raise _ptrace.TraceeGone(self.tid) from None
+        return self.known.credentials
 
     # -- descriptors ------------------------------------------------------------------
 
@@ -138,19 +170,20 @@ class StopContext:
             copy = self._keep(_ptrace.pidfd_getfd(pidfd, fd))
         except OSError as error:
             raise Malformed(error.errno or errno.EBADF, f"fd {fd}") from None
-        if self._pidfd_is_the_group:
+        if self.known.pidfd_is_the_group:
             self._check_same_file(fd, copy)
         return copy
 
     def _thread_pidfd(self) -> int:
-        if self._pidfd is None:
+        known = self.known
+        if known.pidfd is None:
             try:
-                self._pidfd = self._keep(_ptrace.pidfd_open(self.tid, _ptrace.PIDFD_THREAD))
-                self._pidfd_is_the_group = False
+                known.pidfd = _ptrace.pidfd_open(self.tid, _ptrace.PIDFD_THREAD)
+                known.pidfd_is_the_group = False
             except OSError:  # before Linux 6.9: a pidfd names the thread group
-                self._pidfd = self._keep(_ptrace.pidfd_open(_thread_group(self.tid)))
-                self._pidfd_is_the_group = True
-        return self._pidfd
+                known.pidfd = _ptrace.pidfd_open(_thread_group(self.tid))
+                known.pidfd_is_the_group = True
+        return known.pidfd
 
     def _check_same_file(self, fd: int, copy: int) -> None:
         """A thread may have its own descriptor table (clone without CLONE_FILES); the
