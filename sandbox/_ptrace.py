@@ -104,10 +104,13 @@ class SyscallInfo(NamedTuple):
     args: tuple[int, ...]
 
 
+_INFO = _SyscallInfo()  # one buffer: the supervisor handles one stop at a time
+_INFO_ADDRESS, _INFO_SIZE = ctypes.addressof(_INFO), ctypes.sizeof(_INFO)
+
+
 def syscall_info(pid: int) -> SyscallInfo:
-    info = _SyscallInfo()
-    _request(PTRACE_GET_SYSCALL_INFO, pid, ctypes.sizeof(info), ctypes.addressof(info))
-    return SyscallInfo(info.op, info.arch, info.nr, tuple(info.args))
+    _request(PTRACE_GET_SYSCALL_INFO, pid, _INFO_SIZE, _INFO_ADDRESS)
+    return SyscallInfo(_INFO.op, _INFO.arch, _INFO.nr, tuple(_INFO.args))
 
 
 _REGS = _pt.ptrace_registers_t
@@ -185,6 +188,7 @@ class _IoVec(ctypes.Structure):
 
 
 MAX_READ = 16 << 20  # no single call needs more; larger asks are the tracee's absurdity
+_SMALL = ctypes.create_string_buffer(512)
 _WORD = 8
 
 
@@ -199,9 +203,10 @@ class TraceeMemory:
         if length == 0:
             return b""
         self._check_range(address, length)
-        buffer = ctypes.create_string_buffer(length)
+        # Most reads are a sockaddr or a header: they reuse one buffer.
+        buffer = _SMALL if length <= len(_SMALL) else ctypes.create_string_buffer(length)
         if self._transfer(_libc.process_vm_readv, buffer, address, length):
-            return buffer.raw
+            return buffer.raw[:length]
         words = self._peek_words(address, length)
         start = address % _WORD
         return words[start:start + length]

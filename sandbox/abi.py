@@ -36,6 +36,7 @@ class Abi(enum.Enum):
 _AUDIT_ARCH = {Abi.X86_64: pyseccomp.Arch.X86_64, Abi.I386: pyseccomp.Arch.X86}
 _WORD_SIZE = {Abi.X86_64: 8, Abi.I386: 4}
 _WORD_MASK = {abi: (1 << (8 * size)) - 1 for abi, size in _WORD_SIZE.items()}
+_BY_ARCH = {arch: abi for abi, arch in _AUDIT_ARCH.items()}
 X32_SYSCALL_BIT = 0x40000000
 SOCKETCALL = "socketcall"
 
@@ -130,10 +131,7 @@ def identify(arch: int, nr: int) -> SocketSyscall | None:
 
 
 def abi_of(arch: int) -> Abi | None:
-    for abi in Abi:
-        if abi.audit_arch == arch:
-            return abi
-    return None
+    return _BY_ARCH.get(arch)
 
 
 # socketcall(2) copies this many 32-bit words from its argument array (net/socket.c nargs).

@@ -82,4 +82,6 @@ def run(args: Sequence[str], *, profile: Profile | str | os.PathLike[str] = "off
 def _read_events(fd: int, events: list[Event]) -> None:
     with os.fdopen(fd, "r") as stream:
         for line in stream:
-            events.append(Event.from_dict(json.loads(line)))
+            record = json.loads(line)
+            if not record.get("summary"):
+                events.append(Event.from_dict(record))

@@ -7,7 +7,7 @@ import datetime
 import json
 import os
 from dataclasses import dataclass
-from typing import IO, Any, Iterable, NamedTuple
+from typing import IO, Any, Counter, Iterable, NamedTuple
 
 from . import names
 from .calls import Subject
@@ -57,7 +57,7 @@ class Event:
 def make_event(subject: Subject, verdict: Verdict, pid: int, abi: str, via: str) -> Event:
     call = subject.call
     event = Event(
-        time=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        time=_now(),
         pid=pid, exe=call.exe, abi=abi, via=via, call=call.name, fd=subject.fd,
         family=names.family_name(call.family) if call.family is not None else None,
         action=verdict.action.value,
@@ -170,7 +170,7 @@ class Sink(NamedTuple):
 
 
 class AuditLog:
-    """Writes each audited decision to every sink that wants it."""
+    """Writes each audited decision to every sink that wants it, and a summary at exit."""
 
     def __init__(self, sinks: Iterable[Sink] = ()):
         self.sinks = list(sinks)
@@ -182,3 +182,27 @@ class AuditLog:
             line = event.to_json() if sink.format == "json" else format_text(event, subject)
             sink.stream.write(line + "\n")
             sink.stream.flush()
+
+    def summary(self, decisions: Counter[tuple[str, str]], stops: int, status: int) -> None:
+        """One record at exit: every decision the supervisor made, audited or not, by
+        call and action; how many times the sandbox stopped for it; the exit status."""
+        counts: dict[str, dict[str, int]] = {}
+        for (call, action), count in sorted(decisions.items()):
+            counts.setdefault(call, {})[action] = count
+        record = {"summary": True, "time": _now(), "decisions": counts, "stops": stops,
+                  "status": status}
+        for sink in self.sinks:
+            if sink.denials_only:
+                continue
+            if sink.format == "json":
+                line = json.dumps(record)
+            else:
+                made = ", ".join(f"{call} {action} {n}" for call, by_action in counts.items()
+                                 for action, n in by_action.items())
+                line = f"sockbox: summary: {made or 'no decisions'}; {stops} stops; exit {status}"
+            sink.stream.write(line + "\n")
+            sink.stream.flush()
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -24,7 +24,6 @@ import errno
 import fcntl
 import os
 import pickle
-import select
 import socket
 import struct
 from dataclasses import dataclass
@@ -251,16 +250,17 @@ def _connect(plan: Plan) -> Outcome:
         _set_file_flags(sock, flags | os.O_NONBLOCK)
         try:
             result = _raw_connect(sock.fd, plan.address)
+            if result == -errno.EINPROGRESS:
+                # Maybe done already (on loopback the handshake completes within the
+                # call): a second connect then moves the socket to connected and tells
+                # how it ended, sparing the tracee a wait and a second stop; else it
+                # says EALREADY.
+                result = _raw_connect(sock.fd, plan.address)
         finally:
             _set_file_flags(sock, flags)
     else:
         result = _raw_connect(sock.fd, plan.address)
-    if blocking and result in (-errno.EINPROGRESS, -errno.EALREADY):
-        if _writable_now(sock):
-            # Done already (on loopback the handshake completes within the call): a
-            # second connect moves the socket to connected and tells how it ended,
-            # sparing the tracee a wait and a second stop.
-            return Done(_raw_connect(sock.fd, plan.address))
+    if blocking and result == -errno.EALREADY:
         return Wait(plan.fd, _send_timeout_ns(sock), timed_out=-errno.EINPROGRESS)
     if blocking and result == -errno.EAGAIN:  # a unix listener's backlog is full
         return Wait(plan.fd, RETRY_NS)
@@ -421,12 +421,6 @@ def _raw_sendmsg(fd: int, data: bytes, control: bytes, flags: int, name: bytes |
                       ctypes.cast(control_buffer, ctypes.c_void_p) if control_buffer else None,
                       len(control), 0)
     return _result(_libc.sendmsg(fd, ctypes.byref(message), flags))
-
-
-def _writable_now(sock: SocketCopy) -> bool:
-    poller = select.poll()
-    poller.register(sock.fd, select.POLLOUT)
-    return bool(poller.poll(0))
 
 
 def _file_flags(sock: SocketCopy) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import functools
 import ipaddress
 import os
 from dataclasses import dataclass, field
@@ -22,6 +23,9 @@ from .errors import ProfileError
 from .rules import (ADDRESS_CALLS, ADDRESS_KEYS, ALL_CALLS, OPTION_CALLS, OPTION_KEYS, Action,
                     Call, Glob, Option, PortRange, Protocol, Rule, Verdict, decide)
 from .names import AF_INET, AF_INET6, AF_UNIX
+
+
+_DECISIONS_KEPT = 4096
 
 
 class LogLevel(enum.Enum):
@@ -68,7 +72,18 @@ class Profile:
         return (*ALWAYS_RULES, *self.rules)
 
     def decide(self, call: Call) -> Verdict:
-        return decide(self.effective_rules, self.default_verdict, call)
+        # decide() is pure and a program asks the same things again and again (every
+        # connect of a client to its server): remember recent answers.
+        verdict = self._decided.get(call)
+        if verdict is None:
+            if len(self._decided) >= _DECISIONS_KEPT:
+                self._decided.clear()
+            verdict = self._decided[call] = decide(self.effective_rules, self.default_verdict, call)
+        return verdict
+
+    @functools.cached_property
+    def _decided(self) -> dict[Call, Verdict]:
+        return {}
 
     def audits(self, verdict: Verdict) -> bool:
         """Whether the audit record covers this decision. A kill is always recorded,

@@ -7,11 +7,12 @@ the rules in order and returns the `Verdict` of the first whose every condition 
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import os
 import re
 from dataclasses import dataclass, replace
-from typing import Iterable, Sequence, Union
+from typing import Any, Callable, Iterable, Sequence, Union
 
 from .decode import Address, Inet4, Inet6, Unix
 from .names import (AF_INET, SOCK_TYPE_MASK, SUBCALLS, default_protocol, errno_name,
@@ -162,7 +163,12 @@ class Rule:
 
     def keys(self) -> tuple[str, ...]:
         """The condition keys this rule sets."""
-        return tuple(key for key in CONDITION_KEYS if getattr(self, key) is not None)
+        return tuple(key for key, _, _ in self._conditions)
+
+    @functools.cached_property
+    def _conditions(self) -> tuple[tuple[str, Callable[[Any, Call], bool], Any], ...]:
+        return tuple((key, _HOLDS[key], getattr(self, key)) for key in CONDITION_KEYS
+                     if getattr(self, key) is not None)
 
     def applies_to(self, name: str, alias: str | None = None) -> bool:
         return name in self.calls or (alias is not None and alias in self.calls)
@@ -170,7 +176,7 @@ class Rule:
     def matches(self, call: Call) -> bool:
         if not self.applies_to(call.name, call.alias):
             return False
-        return all(_HOLDS[key](getattr(self, key), call) for key in self.keys())
+        return all(holds(value, call) for _, holds, value in self._conditions)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ every thread and process it supervises.
 
 from __future__ import annotations
 
+import collections
 import errno
 import os
 import signal
@@ -70,6 +71,8 @@ class Supervisor:
     waiting: dict[int, _Waiting] = field(default_factory=dict)
     # Tracees running a call again after a wait: decided again, but not recorded again.
     running_again: set[int] = field(default_factory=set)
+    decisions: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
+    stops: int = 0  # seccomp stops: each time a socket call waited for the supervisor
 
     def __post_init__(self) -> None:
         self.tracees.add(self.main_pid)
@@ -88,9 +91,9 @@ class Supervisor:
                 self.handle(pid, status)
             except _ptrace.TraceeGone:
                 pass  # its exit will be reported by waitpid
-        if self.killed_by_rule:
-            return 128 + signal.SIGKILL
-        return _exit_status(self.main_status)
+        status = 128 + signal.SIGKILL if self.killed_by_rule else _exit_status(self.main_status)
+        self.audit.summary(self.decisions, self.stops, status)
+        return status
 
     def handle(self, pid: int, status: int) -> None:
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):
@@ -139,6 +142,7 @@ class Supervisor:
     # -- one seccomp stop -------------------------------------------------------------------
 
     def on_seccomp(self, tid: int) -> None:
+        self.stops += 1
         info = _ptrace.syscall_info(tid)
         abi = abi_of(info.arch)
         syscall = identify(info.arch, info.nr)
@@ -167,6 +171,8 @@ class Supervisor:
                 args = decode_words(memory.read(args[1], 4 * socketcall_nargs(name)))
             subjects = describe(name, abi, args, memory, stop, self._needs_socket[name])
             subject, verdict = self.judge(subjects)
+            if not quiet:
+                self.decisions[subject.call.name, verdict.action.value] += 1
             if self.profile.audits(verdict) and not quiet:
                 self.audit.record(make_event(subject, verdict, tid, abi.value, via.value), subject)
             self.apply(tid, verdict, subjects, abi, via, memory, stop)

@@ -298,9 +298,13 @@ def test_audit_log_json_record(programs, tcp_server, tmp_path):
     result = sockbox("run", "-p", "localhost", "--deny", f"connect=127.0.0.1:{tcp_server.port}",
                      "--log", str(log), "--", probe, "tcp", "127.0.0.1", str(tcp_server.port))
     assert result.stderr == ""  # with --log, denials go to the log only
-    records = [json.loads(line) for line in log.read_text().splitlines()]
+    *records, summary = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(records) == 1
     record = records[0]
+    # At exit, one summary: every decision the supervisor made, by call and action.
+    assert summary["summary"] is True
+    assert summary["decisions"] == {"connect": {"deny": 1}}
+    assert summary["stops"] >= 1 and summary["status"] == 1
     assert set(record) >= {"time", "pid", "exe", "abi", "via", "call", "fd", "family", "address",
                            "port", "action", "errno", "rule"}
     assert record["exe"] == probe
@@ -319,7 +323,7 @@ def test_audit_record_names_abi_and_entry(programs, tmp_path, bits, via, abi, en
     log = tmp_path / "audit.jsonl"
     sockbox("run", "-p", "offline", "--log", str(log), "--", programs("netprobe", bits),
             "--via", via, "tcp", "127.0.0.1", "9")
-    (record,) = [json.loads(line) for line in log.read_text().splitlines()]
+    record, _summary = [json.loads(line) for line in log.read_text().splitlines()]
     assert (record["abi"], record["via"], record["call"]) == (abi, entry, "socket")
     assert (record["family"], record["type"], record["protocol"]) == ("inet", "stream", "tcp")
     assert record["rule"] is None  # the offline profile's default denied it
@@ -329,7 +333,8 @@ def test_audit_profile_records_everything_and_text_format(programs, tcp_server, 
     log = tmp_path / "audit.txt"
     sockbox("run", "-p", "audit", "--log", str(log), "--log-format", "text", "--",
             programs("netprobe", 64), "tcp", "127.0.0.1", str(tcp_server.port))
-    lines = log.read_text().splitlines()
+    *lines, summary = log.read_text().splitlines()
+    assert summary.startswith("sockbox: summary: connect allow 1, recvfrom allow 1, sendto allow 1, socket allow 1;")
     assert [line.split("(")[0] for line in lines] == [
         "sockbox: allow socket", "sockbox: allow connect", "sockbox: allow sendto",
         "sockbox: allow recvfrom"]
@@ -339,8 +344,9 @@ def test_audit_profile_records_everything_and_text_format(programs, tcp_server, 
 def test_quiet_and_log_to_stderr(programs):
     probe = [programs("netprobe", 64), "socket", "2", "1", "0"]
     assert sockbox("run", "-q", "-p", "offline", "--", *probe).stderr == ""
-    as_json = sockbox("run", "-p", "offline", "--log", "-", "--", *probe).stderr
-    assert json.loads(as_json)["call"] == "socket"
+    record, summary = sockbox("run", "-p", "offline", "--log", "-", "--", *probe).stderr.splitlines()
+    assert json.loads(record)["call"] == "socket"
+    assert json.loads(summary)["decisions"] == {"socket": {"deny": 1}}
 
 
 def test_allow_rule_on_the_command_line(programs, tcp_server):
@@ -370,8 +376,9 @@ action = "kill"
     assert result.returncode == 128 + signal.SIGKILL
     assert time.monotonic() - started < 30
     assert tcp_server.received == []
-    (record,) = [json.loads(line) for line in log.read_text().splitlines()]
+    record, summary = [json.loads(line) for line in log.read_text().splitlines()]
     assert (record["action"], record["call"], record["rule"]) == ("kill", "connect", "test.toml:rule[1]")
+    assert summary["status"] == 128 + signal.SIGKILL
 
 
 def test_descendants_outliving_the_command_are_still_supervised(programs, tcp_server):
