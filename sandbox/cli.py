@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import os
 import sys
+from pathlib import Path
 from typing import IO, Annotated, Optional
 
 import typer
@@ -104,6 +105,42 @@ def _open_log(path: str) -> IO[str]:
         return open(path, "w", buffering=1)
     except OSError as error:
         raise UsageError(f"--log {path}: {error.strerror}") from None
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def learn(
+    command: Annotated[list[str], typer.Argument(
+        metavar="CMD [ARG]...", help="The command to run and learn from.")],
+    output: Annotated[str, typer.Option(
+        "-o", "--output", metavar="FILE", help="Where to write the profile ('-': stdout, after the command ends).")] = "-",
+    keep_fd: Annotated[Optional[list[int]], typer.Option(
+        "--keep-fd", metavar="N", help="Pass descriptor N on to the command.")] = None,
+) -> None:
+    """Run CMD with every socket call allowed and recorded, then write the narrowest
+    profile that lets the same run do what it did. Exits with the command's status."""
+    from . import runner
+    from .learn import Learner
+    from .spawn import ExecFailed
+
+    learner = Learner()
+    try:
+        status = runner.run(load_profile("audit"), command, observers=[learner],
+                            inheritance=runner.inheritance_from(keep_fd or [], os.environ))
+    except ExecFailed as error:
+        typer.echo(f"sockbox: {error}", err=True)
+        raise typer.Exit(error.status) from None
+    text = learner.profile(command)
+    Profile.from_toml(text, output)  # what is written must load
+    if output == "-":
+        sys.stdout.write(text)
+    else:
+        try:
+            Path(output).write_text(text)
+        except OSError as error:
+            raise UsageError(f"-o {output}: {error.strerror}") from None
+    typer.echo(f"sockbox: learned {len(learner.rules)} rules from {learner.count} calls"
+               + ("" if output == "-" else f"; wrote {output}"), err=True)
+    raise typer.Exit(status)
 
 
 @app.command()

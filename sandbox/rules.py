@@ -84,7 +84,9 @@ def _glob_to_regex(pattern: str) -> str:
         elif char == "[" and (end := _class_end(pattern, i)) != -1:
             body = pattern[i + 1:end]
             negate = body.startswith("!")
-            body = re.sub(r"([\\^])", r"\\\1", body[1:] if negate else body)
+            # Escape what a regex class would read otherwise (and what may one day be
+            # set operations: [, &, ~, |).
+            body = re.sub(r"([\\^\[&~|])", r"\\\1", body[1:] if negate else body)
             out.append(f"[{'^' if negate else ''}{body}]")
             i = end + 1
             continue
@@ -205,7 +207,7 @@ class Verdict:
 def decide(rules: Sequence[Rule], default: Verdict, call: Call) -> Verdict:
     """The verdict of the first matching rule, judging an IPv6 address that carries an
     IPv4 one as both and keeping the stricter verdict (see `ipv4_views`)."""
-    verdicts = [_first_match(rules, default, view) for view in _views(call)]
+    verdicts = [_first_match(rules, default, view) for view in views(call)]
     # On a tie, name the rule rather than the default.
     return max(verdicts, key=lambda verdict: (verdict.action.severity, verdict.rule is not None))
 
@@ -217,7 +219,10 @@ def _first_match(rules: Sequence[Rule], default: Verdict, call: Call) -> Verdict
     return default
 
 
-def _views(call: Call) -> list[Call]:
+def views(call: Call) -> list[Call]:
+    """The call as `decide` judges it: once, or, for an address that is another's in
+    disguise (an IPv6 spelling of an IPv4 one, a destination of 0.0.0.0 or ::), once
+    per address it may reach."""
     if not isinstance(call.address, (Inet4, Inet6)):
         return [call]
     views = [call]

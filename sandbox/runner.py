@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from . import _ptrace, filter, signals, spawn
 from .audit import AuditLog, Sink
 from .decode import Malformed
 from .errors import UnsupportedKernel
 from .profile import Profile
+from .rules import Call
 from .spawn import Inheritance
 from .supervisor import Supervisor
 from .tracee import O_PATH, credentials, openat2
@@ -21,7 +22,8 @@ PR_SET_DUMPABLE = 4
 
 def run(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
         env: Mapping[str, str] | None = None, cwd: str | None = None,
-        inheritance: Inheritance = Inheritance()) -> int:
+        inheritance: Inheritance = Inheritance(),
+        observers: Sequence[Callable[[Call], None]] = ()) -> int:
     """Run `argv` under `profile`; return the status `sockbox run` exits with.
 
     Raises SandboxError (nothing was run) or spawn.ExecFailed (status 126/127).
@@ -38,7 +40,7 @@ def run(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
     # the child would inherit it, and an unprivileged tracer cannot seize a
     # non-dumpable process.
     spawn.prctl(PR_SET_DUMPABLE, 0)
-    supervisor = Supervisor(profile, AuditLog(sinks), child.pid, ours)
+    supervisor = Supervisor(profile, AuditLog(sinks), child.pid, ours, observers=observers)
     signals.forward(child.pid, lambda: supervisor.tracees)
     return supervisor.run()
 

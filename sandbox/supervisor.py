@@ -14,7 +14,7 @@ import os
 import signal
 import struct
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from . import _ptrace
 from .abi import (Abi, SOCKETCALL, Via, abi_of, changes_credentials, identify, socketcall_nargs,
@@ -25,7 +25,7 @@ from .decode import Malformed, decode_words
 from .emulate import RETRY_NS, Wait, emulate, emulate_as, needs_emulation
 from .names import SUBCALLS
 from .profile import Profile
-from .rules import Action, Verdict, needs_socket
+from .rules import Action, Call, Verdict, needs_socket
 from .tracee import Credentials, Known, StopContext
 
 _GROUP_STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
@@ -72,6 +72,8 @@ class Supervisor:
     # Tracees running a call again after a wait: decided again, but not recorded again.
     running_again: set[int] = field(default_factory=set)
     decisions: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
+    # Called with every call decided (each message of a sendmmsg): `sockbox learn`.
+    observers: Sequence[Callable[[Call], None]] = ()
     stops: int = 0  # seccomp stops: each time a socket call waited for the supervisor
 
     def __post_init__(self) -> None:
@@ -173,6 +175,9 @@ class Supervisor:
             subject, verdict = self.judge(subjects)
             if not quiet:
                 self.decisions[subject.call.name, verdict.action.value] += 1
+                for observe in self.observers:
+                    for each in subjects:
+                        observe(each.call)
             if self.profile.audits(verdict) and not quiet:
                 self.audit.record(make_event(subject, verdict, tid, abi.value, via.value), subject)
             self.apply(tid, verdict, subjects, abi, via, memory, stop)
