@@ -12,7 +12,7 @@ from typing import IO, Any, Counter, Iterable, NamedTuple
 from . import names
 from .calls import Subject
 from .decode import Address, Inet4, Inet6, Netlink, Unix, Unknown, Unspec
-from .rules import Action, Verdict, effective_protocol
+from .rules import Action, Verdict, effective_protocol, matched_host
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class Event:
     rule: str | None  # "web.toml:rule[2]"; None when the profile's default decided
     address: str | None = None
     port: int | None = None
+    host: str | None = None  # the rule's host name the address was matched as
     path: str | None = None
     abstract: str | None = None
     type: str | None = None
@@ -68,7 +69,8 @@ def make_event(subject: Subject, verdict: Verdict, pid: int, abi: str, via: str)
         protocol = effective_protocol(call.family, call.type, call.protocol or 0)
         return dataclasses.replace(event, type=names.type_name(call.type),
                                    protocol=names.protocol_name(call.family, protocol))
-    return dataclasses.replace(event, **_address_fields(call.address, call.path))
+    return dataclasses.replace(event, host=matched_host(verdict.rule, call),
+                               **_address_fields(call.address, call.path))
 
 
 def _address_fields(address: Address | None, resolved_path: str | None) -> dict[str, Any]:

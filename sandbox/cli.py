@@ -77,7 +77,7 @@ def run(
     from .audit import Sink
     from .spawn import ExecFailed
 
-    resolved = _with_inline_rules(load_profile(profile), allow or [], deny or [])
+    resolved = _with_inline_rules(load_profile(profile), allow or [], deny or []).with_hosts_resolved()
     sinks = []
     if log is not None:
         sinks.append(Sink(_open_log(log), log_format.value))
@@ -177,7 +177,7 @@ def explain(
     Exit 0 for allow, 1 for deny or kill."""
     from .explain import explain_call
 
-    resolved = load_profile(profile)
+    resolved = load_profile(profile).with_hosts_resolved()
     subject = explain_call(call, target, family, sock_type, protocol, exe)
     verdict = resolved.decide(subject)
     decided_by = f"{verdict.rule.label}: {verdict.rule}" if verdict.rule else f"the default of {resolved.source}"

@@ -12,6 +12,9 @@ import enum
 import functools
 import ipaddress
 import os
+import re
+import socket
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -21,7 +24,7 @@ import tomli
 from . import names
 from .errors import ProfileError
 from .rules import (ADDRESS_CALLS, ADDRESS_KEYS, ALL_CALLS, OPTION_CALLS, OPTION_KEYS, Action,
-                    Call, Glob, Option, PortRange, Protocol, Rule, Verdict, decide)
+                    Call, Glob, Host, Option, PortRange, Protocol, Rule, Verdict, decide)
 from .names import AF_INET, AF_INET6, AF_UNIX
 
 
@@ -94,6 +97,34 @@ class Profile:
             return True
         return self.log is LogLevel.DENY and verdict.action is not Action.ALLOW
 
+    def with_hosts_resolved(self) -> Profile:
+        """This profile with every `host` resolved, once, now (getaddrinfo: A and
+        AAAA). A host that does not resolve is an error: a rule that silently never
+        matched would turn a deny into an allow."""
+        errors: list[tuple[str, str]] = []
+        cache: dict[str, frozenset] = {}
+
+        def resolved(rule: Rule) -> Rule:
+            if rule.host is None:
+                return rule
+            hosts = []
+            for host in rule.host:
+                if host.name not in cache:
+                    try:
+                        infos = socket.getaddrinfo(host.name, None, type=socket.SOCK_STREAM)
+                        cache[host.name] = frozenset(ipaddress.ip_address(i[4][0].split("%")[0]) for i in infos)
+                    except (socket.gaierror, UnicodeError) as error:
+                        errors.append((f"{rule.label.split(':', 1)[-1]}.host", f"{host.name} does not resolve ({getattr(error, 'strerror', None) or error})"))
+                        cache[host.name] = frozenset()
+                hosts.append(Host(host.name, cache[host.name]))
+            return dataclasses.replace(rule, host=tuple(hosts))
+
+        rules = tuple(resolved(rule) for rule in self.rules)
+        if errors:
+            raise ProfileError(self.source, errors)
+        return Profile(self.name, self.description, self.default, self.errno, self.log,
+                       rules, self.source, self.text)
+
     def with_rules_first(self, rules: Iterable[Rule]) -> Profile:
         """This profile with `rules` tried before its own (`--allow`, `--deny`)."""
         return Profile(self.name, self.description, self.default, self.errno, self.log,
@@ -136,7 +167,7 @@ def _os_reason(error: Exception) -> str:
 
 _PROFILE_KEYS = ("name", "description", "default", "errno", "log", "version")
 RULE_KEYS = ("calls", "action", "errno", "log", "family", "type", "protocol",
-             "address", "port", "path", "abstract", "level", "option", "exe")
+             "address", "host", "port", "path", "abstract", "level", "option", "exe")
 
 
 class _Reader:
@@ -232,7 +263,8 @@ class _Reader:
         families = set(families) if families is not None else None
         networks = conditions.get("address") or ()
         address_kind = {AF_INET if net.version == 4 else AF_INET6 for net in networks}
-        for key, kind in (("address", address_kind), ("port", {AF_INET, AF_INET6}),
+        for key, kind in (("address", address_kind), ("host", {AF_INET, AF_INET6}),
+                          ("port", {AF_INET, AF_INET6}),
                           ("path", {AF_UNIX}), ("abstract", {AF_UNIX})):
             if conditions.get(key) is None:
                 continue
@@ -247,6 +279,8 @@ class _Reader:
             self.error(f"{where}.protocol", "none of these protocols exists in the rule's families")
         if conditions.get("address") is not None and conditions.get("path") is not None:
             self.error(f"{where}.path", "an address is either inet or unix: address and path never both hold")
+        if conditions.get("host") is not None and conditions.get("path") is not None:
+            self.error(f"{where}.path", "a host is reached over inet or inet6, never at a unix path")
         if conditions.get("path") is not None and conditions.get("abstract") is not None:
             self.error(f"{where}.abstract", "a unix address is a path or abstract, never both")
 
@@ -373,6 +407,24 @@ def parse_network(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         raise ValueError(f"bad CIDR {value!r}: {error}") from None
 
 
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+
+
+def parse_host(value: Any) -> Host:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"host must be a host name, not {value!r}")
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        pass
+    else:
+        raise ValueError(f"host {value!r} is an address: write it under address")
+    labels = value.rstrip(".").split(".")
+    if len(value) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(f"host {value!r} is not a host name")
+    return Host(value.rstrip(".").lower())
+
+
 def parse_port(value: Any) -> PortRange:
     if isinstance(value, int) and not isinstance(value, bool):
         low = high = value
@@ -420,7 +472,7 @@ def parse_exe(value: Any) -> Glob:
 
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "family": parse_family, "type": parse_type, "protocol": parse_protocol,
-    "address": parse_network, "port": parse_port, "path": parse_path,
+    "address": parse_network, "host": parse_host, "port": parse_port, "path": parse_path,
     "abstract": parse_abstract, "level": parse_level, "option": parse_option,
     "exe": parse_exe,
 }

@@ -28,7 +28,7 @@ ADDRESS_CALLS = frozenset({"bind", "connect", "sendto", "sendmsg", "sendmmsg"})
 # an address buffer a recv; and socketcall's SYS_SEND and SYS_RECV are their plain forms.
 PLAIN_ALIAS = {"sendto": "send", "sendmsg": "send", "sendmmsg": "send", "recvfrom": "recv",
                "send": "sendto", "recv": "recvfrom"}
-ADDRESS_KEYS = ("address", "port", "path", "abstract")
+ADDRESS_KEYS = ("address", "host", "port", "path", "abstract")
 # The calls that name a socket option, so the only ones `level` and `option` can apply to.
 OPTION_CALLS = frozenset({"setsockopt", "getsockopt"})
 OPTION_KEYS = ("level", "option")
@@ -128,6 +128,18 @@ class Protocol:
 
 
 @dataclass(frozen=True)
+class Host:
+    """A host name in a rule, and the addresses it had when the sandbox started (None
+    until then: a rule with an unresolved host never decides)."""
+
+    name: str
+    addresses: frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address] | None = None
+
+    def __contains__(self, ip: object) -> bool:
+        return self.addresses is not None and ip in self.addresses
+
+
+@dataclass(frozen=True)
 class Option:
     """A socket option number, within `level` (None: at any level)."""
 
@@ -146,6 +158,7 @@ class Rule:
     type: frozenset[int] | None = None
     protocol: tuple[Protocol, ...] | None = None
     address: tuple[IPNetwork, ...] | None = None
+    host: tuple[Host, ...] | None = None
     port: tuple[PortRange, ...] | None = None
     path: tuple[Glob, ...] | None = None
     abstract: tuple[Glob, ...] | None = None
@@ -297,6 +310,17 @@ def _address_holds(networks: Iterable[IPNetwork], call: Call) -> bool:
     return any(ip.version == net.version and ip in net for net in networks)
 
 
+def _host_holds(hosts: Iterable[Host], call: Call) -> bool:
+    return isinstance(call.address, (Inet4, Inet6)) and any(call.address.address in h for h in hosts)
+
+
+def matched_host(rule: Rule | None, call: Call) -> str | None:
+    """The host of `rule` whose addresses the call's address is among, for the record."""
+    if rule is None or rule.host is None or not isinstance(call.address, (Inet4, Inet6)):
+        return None
+    return next((h.name for h in rule.host if call.address.address in h), None)
+
+
 def _port_holds(ports: Iterable[PortRange], call: Call) -> bool:
     return isinstance(call.address, (Inet4, Inet6)) and any(call.address.port in r for r in ports)
 
@@ -327,7 +351,7 @@ def _exe_holds(globs: Iterable[Glob], call: Call) -> bool:
 
 _HOLDS = {
     "family": _family_holds, "type": _type_holds, "protocol": _protocol_holds,
-    "address": _address_holds, "port": _port_holds, "path": _path_holds,
+    "address": _address_holds, "host": _host_holds, "port": _port_holds, "path": _path_holds,
     "abstract": _abstract_holds, "level": _level_holds, "option": _option_holds,
     "exe": _exe_holds,
 }
@@ -345,6 +369,8 @@ def _show(key: str, values: Iterable[object]) -> str:
                         for p in values)  # type: ignore[attr-defined]
     if key in ("path", "abstract", "exe"):
         return ",".join(g.pattern for g in values)  # type: ignore[attr-defined]
+    if key == "host":
+        return ",".join(h.name for h in values)  # type: ignore[attr-defined]
     if key == "level":
         return ",".join(level_name(v) for v in sorted(values))  # type: ignore[arg-type]
     if key == "option":
