@@ -7,6 +7,7 @@ caller's other subprocesses. Its audit records come back as JSON lines over a pi
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -19,6 +20,7 @@ from typing import IO, Any, Mapping, Sequence
 from . import filter
 from .audit import Event
 from .profile import Profile, load_profile
+from .rules import Glob
 
 
 class Result(subprocess.CompletedProcess):
@@ -32,6 +34,47 @@ class Result(subprocess.CompletedProcess):
     @property
     def denied(self) -> list[Event]:
         return [event for event in self.events if event.action in ("deny", "kill")]
+
+    @property
+    def destinations(self) -> list[Event]:
+        """The recorded calls that named a peer: connect, and sends with a destination."""
+        return [event for event in self.events
+                if event.call in _REACHING and (event.address or event.path or event.abstract)]
+
+    def assert_reached_only(self, *networks: str, paths: Sequence[str] = ("**",),
+                            abstract: Sequence[str] = ("**",)) -> None:
+        """Fail unless every recorded destination that was allowed lies in `networks`
+        (CIDR blocks), `paths` or `abstract` (globs, as in profiles)."""
+        blocks = [ipaddress.ip_network(block) for block in networks]
+        path_globs, abstract_globs = [Glob(p) for p in paths], [Glob(a) for a in abstract]
+        outside = []
+        for event in self.destinations:
+            if event.action != "allow":
+                continue
+            if event.address is not None:
+                ip = ipaddress.ip_address(event.address)
+                if not any(ip.version == block.version and ip in block for block in blocks):
+                    outside.append(event)
+            elif event.path is not None and not any(g.matches(event.path) for g in path_globs):
+                outside.append(event)
+            elif event.abstract is not None and not any(g.matches(event.abstract) for g in abstract_globs):
+                outside.append(event)
+        if outside:
+            raise AssertionError("reached outside " + ", ".join(networks) + ":\n"
+                                 + "\n".join(_describe(event) for event in outside))
+
+    def assert_no_denials(self) -> None:
+        if self.denied:
+            raise AssertionError("denied:\n" + "\n".join(_describe(e) for e in self.denied))
+
+
+_REACHING = {"connect", "sendto", "sendmsg", "sendmmsg"}
+
+
+def _describe(event: Event) -> str:
+    where = (f"{event.address} port {event.port}" if event.address is not None
+             else event.path or f"@{event.abstract}" if (event.path or event.abstract) else "")
+    return f"  {event.action} {event.call} {where} by {event.exe} (pid {event.pid}, {event.rule or 'default'})"
 
 
 def run(args: Sequence[str], *, profile: Profile | str | os.PathLike[str] = "offline",

@@ -201,3 +201,6 @@ def write_profile(directory: Path, text: str, name: str = "test.toml") -> str:
     path = directory / name
     path.write_text(text)
     return str(path)
+
+
+pytest_plugins = ["pytester"]
