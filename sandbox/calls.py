@@ -15,6 +15,7 @@ from typing import Protocol
 from .abi import Abi
 from .decode import (Address, Malformed, MsgHdr, Unix, Unspec, UIO_MAXIOV, check_addrlen,
                      check_iovlen, decode_for_socket, decode_msghdr, mmsghdr_size, msghdr_size)
+from .names import AF_UNIX, SOCK_STREAM
 from .rules import ADDRESS_CALLS, OPTION_CALLS, PLAIN_ALIAS, Call
 
 
@@ -48,6 +49,12 @@ class Subject:
 
 
 
+MSG_CMSG_COMPAT = 0x80000000
+_MESSAGE_CALLS = frozenset({"sendmsg", "recvmsg", "sendmmsg", "recvmmsg"})
+_FLAGS_AT = {"sendmsg": 2, "recvmsg": 2, "sendmmsg": 3, "recvmmsg": 3}
+SOCK_SEQPACKET = 5
+
+
 def int32(value: int) -> int:
     """An `int` argument as the kernel sees it: the low 32 bits, signed."""
     value &= 0xFFFFFFFF
@@ -65,6 +72,10 @@ def describe(name: str, abi: Abi, args: tuple[int, ...], memory: Memory, process
                     exe=call.exe)
         return [Subject(call, args)]
     fd = int32(args[0])
+    if abi is Abi.X86_64 and name in _MESSAGE_CALLS and args[_FLAGS_AT[name]] & MSG_CMSG_COMPAT:
+        # Refused before the descriptor is looked at (__sys_sendmsg and kin): only the
+        # kernel's compat entry may ask for 32-bit control messages.
+        raise Malformed(errno.EINVAL, "MSG_CMSG_COMPAT from a native call")
     if name not in ADDRESS_CALLS:
         socket = process.socket_info(fd) if needs_socket else (None, None, None)
         plain = name in ("send", "recv") or (name == "recvfrom" and args[4] == 0)
@@ -91,11 +102,11 @@ def describe(name: str, abi: Abi, args: tuple[int, ...], memory: Memory, process
         addrlen = int32(args[2])
         check_addrlen(addrlen)
         raw = memory.read(args[1], addrlen)
-        if len(raw) < 2:
-            raise Malformed(errno.EINVAL, f"address of {len(raw)} bytes has no family")
         if not_a_socket is not None:
             raise not_a_socket
-        address = decode_for_socket(raw, socket[0], socket[1], name)
+        # An address its socket cannot read names nothing: the call is judged without
+        # one, and if allowed, the kernel refuses the same bytes with its own errno.
+        address = _readable(raw, socket, name)
         return [Subject(_with_address(call, address, process, follow_last=name == "connect"),
                         args, fd, addrlen, raw, socket)]
     if name == "sendto":
@@ -147,12 +158,19 @@ def _destination(memory: Memory, pointer: int, length: int,
         return None, None
     check_addrlen(length)
     raw = memory.read(pointer, length)
+    if socket[0] == AF_UNIX and socket[1] & 0xF in (SOCK_STREAM, SOCK_SEQPACKET):
+        return None, raw  # refused (stream) or ignored (seqpacket), never looked up
+    return _readable(raw, socket, "sendto"), raw
+
+
+def _readable(raw: bytes, socket: tuple[int, int, int], name: str) -> Address | None:
+    """The address as the socket reads it, None where the bytes cannot name one."""
+    if len(raw) < 2:
+        return None
     try:
-        return decode_for_socket(raw, socket[0], socket[1], "sendto"), raw
-    except Malformed as error:
-        if error.errno == errno.EINVAL:
-            return None, raw
-        raise
+        return decode_for_socket(raw, socket[0], socket[1], name)
+    except Malformed:
+        return None
 
 
 def _plain(call: Call) -> Call:

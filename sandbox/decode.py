@@ -128,10 +128,17 @@ def decode_for_socket(raw: bytes, family: int, sock_type: int, call: str) -> Add
         return Unspec()
     if family not in (AF_INET, AF_INET6, AF_UNIX, AF_NETLINK):
         return Unknown(family, raw[2:])
+    sa_family = struct.unpack_from("=H", raw)[0] if len(raw) >= 2 else None
+    if sa_family not in _READ_BY[family]:  # refused by the protocol (EAFNOSUPPORT, EINVAL)
+        return Unknown(sa_family if sa_family is not None else family, raw[2:])
     return decode_sockaddr(raw)
 
 
 _SOCK_DGRAM = 2
+# The address families each socket family's calls read (an inet6 socket reads an
+# AF_INET address as the IPv4 one it is).
+_READ_BY = {AF_INET: {AF_INET}, AF_INET6: {AF_INET6, AF_INET}, AF_UNIX: {AF_UNIX},
+            AF_NETLINK: {AF_NETLINK}}
 
 
 def _inet4(raw: bytes) -> Inet4:
