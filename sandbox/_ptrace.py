@@ -102,6 +102,7 @@ class SyscallInfo(NamedTuple):
     arch: int
     nr: int
     args: tuple[int, ...]
+    instruction_pointer: int
 
 
 _INFO = _SyscallInfo()  # one buffer: the supervisor handles one stop at a time
@@ -110,7 +111,7 @@ _INFO_ADDRESS, _INFO_SIZE = ctypes.addressof(_INFO), ctypes.sizeof(_INFO)
 
 def syscall_info(pid: int) -> SyscallInfo:
     _request(PTRACE_GET_SYSCALL_INFO, pid, _INFO_SIZE, _INFO_ADDRESS)
-    return SyscallInfo(_INFO.op, _INFO.arch, _INFO.nr, tuple(_INFO.args))
+    return SyscallInfo(_INFO.op, _INFO.arch, _INFO.nr, tuple(_INFO.args), _INFO.instruction_pointer)
 
 
 _REGS = _pt.ptrace_registers_t

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import functools
 import os
 import pickle
 import socket
@@ -29,18 +30,30 @@ import struct
 from dataclasses import dataclass
 from typing import Union
 
+from . import sockdiag
 from .abi import Abi, syscall_number
 from .calls import Subject
 from .decode import Malformed, Unix, mmsghdr_size, msghdr_size
 from .names import AF_INET, AF_INET6, AF_UNIX, IPPROTO_TCP, MSG_FASTOPEN, SOCK_STREAM
-from .tracee import Credentials, SocketCopy, StopContext
+from .tracee import Credentials, SocketCopy, StopContext, UnixTarget
 
 MSG_DONTWAIT = 0x40
+MSG_CMSG_COMPAT = 0x80000000
+MSG_EOR = 0x80
 IPPROTO_MPTCP = 262
 SOCK_SEQPACKET = 5
-MAX_PAYLOAD = 4 << 20  # a datagram larger than this is refused (EMSGSIZE), a stream write cut
-MAX_CONTROL = 64 << 10  # beyond net.core.optmem_max: the kernel says ENOBUFS
-RETRY_NS = 50_000_000  # how long a tracee waits before trying again a send that would block
+MAX_PAYLOAD = 4 << 20  # read at most this much of a send; a stream write beyond it is cut
+
+
+@functools.cache
+def max_control() -> int:
+    """Control data beyond net.core.optmem_max fails with ENOBUFS."""
+    try:
+        with open("/proc/sys/net/core/optmem_max") as limit:
+            return int(limit.read())
+    except (OSError, ValueError):
+        return 20480  # the kernel's default for long
+RETRY_NS = 10_000_000  # how long a tracee waits before trying again a call that would block
 _CAPABILITY_VERSION_3 = 0x20080522
 
 SOL_SOCKET, SCM_RIGHTS, SCM_CREDENTIALS = 1, 1, 2
@@ -61,16 +74,25 @@ class Done:
 
 @dataclass(frozen=True)
 class Wait:
-    """The tracee must wait for its descriptor `fd` to become writable, at most
-    `timeout_ns` (None: no limit); then, if the wait timed out and `timed_out` is set,
-    the call returns that, and otherwise the call runs again."""
+    """The call would block: the tracee waits in its place, then the call runs again,
+    unless the wait timed out and `timed_out` is set, which is then the call's result."""
 
-    fd: int
-    timeout_ns: int | None
+    fd: int | None  # wait for it to be writable; None: where that would say nothing, sleep
+    timeout_ns: int | None  # None: no limit
     timed_out: int | None = None
+    # The socket's SO_SNDTIMEO, which bounds every wait of the call together (EAGAIN
+    # after it) and, being set, makes a signal end the call with EINTR, never restart it.
+    send_timeout_ns: int | None = None
 
 
-Outcome = Union[Done, Wait]
+@dataclass(frozen=True)
+class Breach:
+    """The call did what was not judged, and cannot be undone: the sandbox must end."""
+
+    reason: str
+
+
+Outcome = Union[Done, Wait, Breach]
 
 
 def needs_emulation(subject: Subject) -> bool:
@@ -97,8 +119,8 @@ def needs_emulation(subject: Subject) -> bool:
 
 @dataclass(frozen=True)
 class Message:
-    data: bytes
-    control: tuple[tuple[int, int, bytes], ...]  # (level, type, data), descriptors ours
+    data: bytes | Unreadable
+    control: Control
     destination: bytes | None
     flags: int
     length_at: int | None = None  # sendmmsg: where the kernel would write msg_len
@@ -111,6 +133,8 @@ class Plan:
     fd: int  # the tracee's descriptor
     address: bytes | None = None  # connect, bind: the sockaddr to hand the kernel
     bind_in: tuple[int, bytes] | None = None  # bind to a unix path: (directory handle, name)
+    # ... and, where the kernel can take the path as written: (where from, the sockaddr)
+    bind_as: tuple[int, bytes] | None = None
     messages: tuple[Message, ...] = ()
     failure: int | None = None  # -errno found while reading the first message
 
@@ -126,13 +150,14 @@ def prepare(subjects: list[Subject], abi: Abi, stop: StopContext, memory) -> Pla
     if name == "bind":
         target = _unix_target(first, stop)
         if target is not None:
-            assert target.name is not None
-            return Plan("bind", sock, first.fd, bind_in=(target.fd, target.name))
+            return _bind_plan(sock, first, target)
         return Plan("bind", sock, first.fd, address=first.raw_address)
     messages: list[Message] = []
+    if first.header is None and name != "sendto":  # sendmmsg of no message at all
+        return Plan("send", sock, first.fd)
     for index, subject in enumerate(subjects):
         try:
-            messages.append(_message(subject, index, abi, stop, memory))
+            messages.append(_message(subject, index, sock, abi, stop, memory))
         except Malformed as error:
             if not messages:
                 return Plan("send", sock, first.fd, failure=-error.errno)
@@ -140,67 +165,229 @@ def prepare(subjects: list[Subject], abi: Abi, stop: StopContext, memory) -> Pla
     return Plan("send", sock, first.fd, messages=tuple(messages))
 
 
-def _message(subject: Subject, index: int, abi: Abi, stop: StopContext, memory) -> Message:
-    destination = _sockaddr(subject, stop)
+def _message(subject: Subject, index: int, sock: SocketCopy, abi: Abi, stop: StopContext,
+             memory) -> Message:
+    # A unix destination is resolved last: the kernel looks it up only after it has
+    # copied the data and the control messages, so their faults come first.
+    stream = sock.type & 0xF == SOCK_STREAM
     if subject.call.name == "sendto":
-        data = memory.read(subject.args[1], min(subject.args[2], MAX_PAYLOAD))
-        return Message(data, (), destination, subject.args[3])
+        check_user_range(subject.args[1], subject.args[2])
+        data = _payload([(subject.args[1], subject.args[2])], stream, memory)
+        # sendto's flags reach the protocol as they are; only sendmsg refuses
+        # MSG_CMSG_COMPAT, and sendmsg is what performs it here.
+        return Message(data, Control(), _sockaddr(subject, stop),
+                       subject.args[3] & ~MSG_CMSG_COMPAT)
     header = subject.header
     assert header is not None
-    data = _gather(header.iov, header.iovlen, abi, memory)
+    data = _gather(header.iov, header.iovlen, stream, abi, memory)
     control = _control(header.control, header.controllen, abi, stop, memory)
+    destination = _sockaddr(subject, stop)
+    # MSG_CMSG_COMPAT marks an i386 call, whose control data is native by now.
     if subject.call.name == "sendmsg":
-        return Message(data, control, destination, subject.args[2])
+        return Message(data, control, destination, subject.args[2] & ~MSG_CMSG_COMPAT)
     length_at = subject.args[1] + index * mmsghdr_size(abi) + msghdr_size(abi)
-    return Message(data, control, destination, subject.args[3], length_at)
+    flags = subject.args[3] & ~MSG_CMSG_COMPAT | header.flags & MSG_EOR  # as ____sys_sendmsg
+    return Message(data, control, destination, flags, length_at)
 
 
-def _gather(iov: int, count: int, abi: Abi, memory) -> bytes:
-    """The data an iovec array points to, up to MAX_PAYLOAD bytes."""
+def _gather(iov: int, count: int, stream: bool, abi: Abi, memory) -> bytes | Unreadable:
+    """The data an iovec array points to. The array itself must be readable
+    (import_iovec); the data may not be, which the kernel finds only when it copies it,
+    after the protocol's own checks: that is left to the kernel."""
     if count == 0:
         return b""
     layout = "=QQ" if abi is Abi.X86_64 else "=II"
     size = struct.calcsize(layout)
     table = memory.read(iov, count * size)
-    parts, total = [], 0
-    for index in range(count):
-        base, length = struct.unpack_from(layout, table, index * size)
-        if length >= 1 << 63:
-            raise Malformed(errno.EINVAL, "negative iov_len")
-        take = min(length, MAX_PAYLOAD - total)
-        parts.append(memory.read(base, take))
-        total += take
-        if total >= MAX_PAYLOAD:
+    lengths = [struct.unpack_from(layout, table, index * size) for index in range(count)]
+    # As import_iovec(): every length is checked for sign as the array is copied, and
+    # only then every buffer against user space.
+    negative = 1 << (63 if abi is Abi.X86_64 else 31)
+    if any(length >= negative for _, length in lengths):
+        raise Malformed(errno.EINVAL, "negative iov_len")
+    for base, length in lengths:
+        check_user_range(base, length)
+    return _payload(lengths, stream, memory)
+
+
+def _payload(buffers: list[tuple[int, int]], stream: bool, memory) -> bytes | Unreadable:
+    """The bytes to send. A stream takes at most MAX_PAYLOAD of them, a short write as
+    any stream may make. A datagram is whole or not at all, and one beyond MAX_PAYLOAD
+    is beyond any the kernel takes: it is handed over unread, as too long to send."""
+    whole = sum(length for _, length in buffers)
+    if whole > MAX_PAYLOAD and not stream:
+        return Unreadable(whole)
+    parts, left = [], MAX_PAYLOAD
+    for base, length in buffers:
+        take = min(length, left)
+        try:
+            parts.append(memory.read(base, take))
+        except Malformed:
+            return Unreadable(whole)
+        left -= take
+        if not left:
             break
     return b"".join(parts)
 
 
-def _control(pointer: int, length: int, abi: Abi, stop: StopContext,
-             memory) -> tuple[tuple[int, int, bytes], ...]:
-    """The control messages: descriptors passed (SCM_RIGHTS) turned into the
-    supervisor's copies of them; routing headers refused."""
-    if pointer == 0 or length == 0:
-        return ()
-    if length > MAX_CONTROL:
+def check_user_range(base: int, length: int) -> None:
+    """access_ok(): a buffer reaching past user space is EFAULT at once, before the
+    protocol looks at anything (one merely unmapped faults later, as it is copied)."""
+    if base + length > _user_space_end():
+        raise Malformed(errno.EFAULT, f"{length} bytes at {base:#x} are not in user space")
+
+
+@functools.cache
+def _user_space_end() -> int:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            five_level = any(" la57" in line for line in cpuinfo if line.startswith("flags"))
+    except OSError:
+        five_level = False
+    return (1 << (56 if five_level else 47)) - 4096
+
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """Data the tracee pointed at that cannot be read: `length` bytes the kernel will
+    be handed from memory that faults, so that it fails where it would have."""
+
+    length: int
+
+
+@dataclass(frozen=True)
+class Control:
+    """Control data in the native layout, ready for the kernel but for the pid of whoever
+    sends it, to be written at each offset in `pid_at` (SCM_CREDENTIALS)."""
+
+    data: bytes = b""
+    pid_at: tuple[int, ...] = ()
+
+    def for_sender(self) -> bytes:
+        data = bytearray(self.data)
+        for offset in self.pid_at:
+            data[offset:offset + 4] = struct.pack("=i", os.getpid())
+        return bytes(data)
+
+
+_NATIVE_CMSG = struct.Struct("=Qii")
+_COMPAT_CMSG = struct.Struct("=Iii")
+_SUN_PATH_SIZE = 108
+_STACK_CONTROL = 36  # ____sys_sendmsg's own buffer for control data, in bytes
+
+
+def _control(pointer: int, length: int, abi: Abi, stop: StopContext, memory) -> Control:
+    """The control messages, copied as ____sys_sendmsg copies them, with the descriptors
+    passed (SCM_RIGHTS) turned into the supervisor's copies and routing headers refused."""
+    if length == 0:
+        return Control()
+    if length > 0x7FFFFFFF:
         raise Malformed(errno.ENOBUFS, f"msg_controllen {length}")
-    raw = memory.read(pointer, length)
-    header = struct.Struct("=Qii" if abi is Abi.X86_64 else "=Iii")
-    align = 8 if abi is Abi.X86_64 else 4
-    messages = []
+    if abi is not Abi.X86_64:
+        return _compat_control(pointer, length, stop, memory)
+    # Copied whole, from a buffer of the socket's option memory when the stack's is too
+    # small: EFAULT where unreadable (even from NULL), ENOBUFS past optmem_max.
+    if not _fits_option_memory(length):
+        raise Malformed(errno.ENOBUFS, f"msg_controllen {length}")
+    return _native_control(bytearray(memory.read(pointer, length)), stop)
+
+
+def _fits_option_memory(length: int) -> bool:
+    """Whether ____sys_sendmsg gets a buffer of `length` bytes: from its stack, or from
+    sock_kmalloc(), which grants less than net.core.optmem_max."""
+    return length <= _STACK_CONTROL or length < max_control()
+
+
+def _native_control(raw: bytearray, stop: StopContext) -> Control:
+    """Left as the program laid it out, so that the protocol judges it where it would;
+    patched in place, walking it exactly as for_each_cmsghdr() does: the kernel acts on
+    no message this walk does not reach, so none is left with the program's numbers."""
+    pid_at = []
     offset = 0
-    while offset + header.size <= len(raw):
-        cmsg_len, level, kind = header.unpack_from(raw, offset)
-        if cmsg_len < header.size or offset + cmsg_len > len(raw):
-            raise Malformed(errno.EINVAL, "bad cmsg_len")
-        data = raw[offset + header.size:offset + cmsg_len]
-        if (level, kind) in _ROUTING:
-            raise Malformed(errno.EPERM, "a routing header in a control message")
-        if (level, kind) == (SOL_SOCKET, SCM_RIGHTS):
-            fds = struct.unpack(f"={len(data) // 4}i", data[:len(data) // 4 * 4])
-            data = struct.pack(f"={len(fds)}i", *(stop.descriptor(fd) for fd in fds))
-        messages.append((level, kind, data))
-        offset += (cmsg_len + align - 1) // align * align
-    return tuple(messages)
+    while offset + _NATIVE_CMSG.size <= len(raw):
+        cmsg_len, level, kind = _NATIVE_CMSG.unpack_from(raw, offset)
+        if cmsg_len < _NATIVE_CMSG.size or cmsg_len > len(raw) - offset:
+            break  # not CMSG_OK: the kernel refuses the call here (EINVAL)
+        data_at = offset + _NATIVE_CMSG.size
+        pid_at += _translate(raw, data_at, offset + cmsg_len, level, kind, stop)
+        offset += (cmsg_len + 7) // 8 * 8
+    return Control(bytes(raw), tuple(pid_at))
+
+
+def _compat_control(pointer: int, length: int, stop: StopContext, memory) -> Control:
+    """An i386 program's control data, rebuilt in the native layout as
+    cmsghdr_from_user_compat_to_kern() rebuilds it: a first walk over the headers' lengths
+    (EINVAL at a bad one, or when there is none), then ENOMEM when the native layout
+    outgrows option memory, then the copy (EFAULT)."""
+    spans = _compat_spans(pointer, length, memory)
+    native_length = sum(socket.CMSG_SPACE(cmsg_len - _COMPAT_CMSG.size) for _, cmsg_len in spans)
+    if not _fits_option_memory(native_length):
+        raise Malformed(errno.ENOMEM, f"{native_length} bytes of control data")
+    out = bytearray()
+    pid_at: list[int] = []
+    for offset, cmsg_len in spans:
+        raw = memory.read(pointer + offset, cmsg_len)
+        _, level, kind = _COMPAT_CMSG.unpack_from(raw)
+        data = raw[_COMPAT_CMSG.size:]
+        start = len(out)
+        out += _NATIVE_CMSG.pack(socket.CMSG_LEN(len(data)), level, kind) + data
+        pid_at += _translate(out, start + _NATIVE_CMSG.size, len(out), level, kind, stop)
+        out += b"\0" * (socket.CMSG_SPACE(len(data)) - socket.CMSG_LEN(len(data)))
+    return Control(bytes(out), tuple(pid_at))
+
+
+def _compat_spans(pointer: int, length: int, memory) -> list[tuple[int, int]]:
+    """Where each compat header starts and how long it says it is, walked as the kernel
+    walks them: from the first while a header fits (and the pointer is not NULL), on to
+    any next one that starts within msg_controllen, even if it would not fit there."""
+    spans: list[tuple[int, int]] = []
+    offset = 0
+    window, window_at = b"", 0
+    walking = length >= _COMPAT_CMSG.size and pointer != 0
+    while walking:
+        if not window_at <= offset <= window_at + len(window) - 4:
+            # Read ahead, for a walk over many headers; where that faults, the one field.
+            window_at = offset
+            try:
+                window = memory.read(pointer + offset, max(4, min(length - offset, 1 << 16)))
+            except Malformed:
+                window = memory.read(pointer + offset, 4)
+        (cmsg_len,) = struct.unpack_from("=I", window, offset - window_at)
+        if not _COMPAT_CMSG.size <= cmsg_len <= length - offset:
+            raise Malformed(errno.EINVAL, f"cmsg_len {cmsg_len} at offset {offset}")
+        spans.append((offset, cmsg_len))
+        offset += (cmsg_len + 3) // 4 * 4
+        walking = offset < length
+    if not spans:
+        raise Malformed(errno.EINVAL, "no control message")
+    return spans
+
+
+def _translate(buffer: bytearray, start: int, end: int, level: int, kind: int,
+               stop: StopContext) -> list[int]:
+    """Patch one control message in place; return where a sender's pid goes."""
+    if (level, kind) in _ROUTING:
+        raise Malformed(errno.EPERM, "a routing header in a control message")
+    if (level, kind) == (SOL_SOCKET, SCM_RIGHTS):
+        for at in range(start, end - 3, 4):
+            (fd,) = struct.unpack_from("=i", buffer, at)
+            try:
+                ours = stop.descriptor(fd)
+            except Malformed:
+                ours = -1  # the kernel finds it bad (EBADF) where it looks
+            struct.pack_into("=i", buffer, at, ours)
+    if (level, kind) == (SOL_SOCKET, SCM_CREDENTIALS) and end - start >= 12:
+        return [start]
+    return []
+
+
+def _bind_plan(sock: SocketCopy, subject: Subject, target: UnixTarget) -> Plan:
+    assert subject.fd is not None and target.name is not None and subject.raw_address
+    bind_as = None
+    if target.written_from is not None:
+        bind_as = (target.written_from, subject.raw_address)
+    return Plan("bind", sock, subject.fd, bind_in=(target.fd, target.name), bind_as=bind_as)
 
 
 def _unix_target(subject: Subject, stop: StopContext):
@@ -215,12 +402,13 @@ def _sockaddr(subject: Subject, stop: StopContext) -> bytes | None:
     it was resolved to, reached through /proc/self/fd."""
     target = _unix_target(subject, stop)
     if target is not None:
-        return _unix_sockaddr(b"/proc/self/fd/%d" % target.fd)
+        return _unix_sockaddr(target.sun_path)
     return subject.raw_address
 
 
 def _unix_sockaddr(path: bytes) -> bytes:
-    return struct.pack("=H", AF_UNIX) + path + b"\0"
+    # A path of the whole 108 bytes has no room for a terminator, nor needs one.
+    return struct.pack("=H", AF_UNIX) + path + (b"\0" if len(path) < _SUN_PATH_SIZE else b"")
 
 
 # --- the calls ------------------------------------------------------------------------
@@ -261,21 +449,42 @@ def _connect(plan: Plan) -> Outcome:
     else:
         result = _raw_connect(sock.fd, plan.address)
     if blocking and result == -errno.EALREADY:
-        return Wait(plan.fd, _send_timeout_ns(sock), timed_out=-errno.EINPROGRESS)
+        timeout = _send_timeout_ns(sock)
+        return Wait(plan.fd, timeout, timed_out=-errno.EINPROGRESS, send_timeout_ns=timeout)
     if blocking and result == -errno.EAGAIN:  # a unix listener's backlog is full
-        return Wait(plan.fd, RETRY_NS)
+        return Wait(None, RETRY_NS, send_timeout_ns=_send_timeout_ns(sock))
     return Done(result)
 
 
 def _bind(plan: Plan) -> Outcome:
     if plan.bind_in is None:
         return Done(_raw_bind(plan.sock.fd, plan.address))
-    # bind creates the name in the directory that was judged: from inside it, by name.
     directory, name = plan.bind_in
+    if plan.bind_as is None or not sockdiag.can_tell(plan.sock.fd):
+        # In the directory that was judged, from inside it, by name: the socket's name
+        # (getsockname) is then that name alone, not the path the program gave.
+        return Done(_bind_from(directory, plan.sock, _unix_sockaddr(name)))
+    # With the path as written, so that the socket keeps it as its name; the kernel
+    # resolves it once more, which a rename or a symlink swapped meanwhile could send
+    # elsewhere: where it was bound is checked, and anywhere else ends the sandbox.
+    start, address = plan.bind_as
+    result = _bind_from(start, plan.sock, address)
+    if result == 0:
+        try:
+            judged = sockdiag.File.of(os.stat(name, dir_fd=directory, follow_symlinks=False))
+        except OSError:
+            judged = None
+        if judged is None or sockdiag.bound_file(plan.sock.fd) != judged:
+            return Breach(f"a bind to {os.fsdecode(address[2:]).rstrip(chr(0))} reached another "
+                          "place than the one judged: its path changed meanwhile")
+    return Done(result)
+
+
+def _bind_from(directory: int, sock: SocketCopy, address: bytes) -> int:
     here = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fchdir(directory)
-        return Done(_raw_bind(plan.sock.fd, _unix_sockaddr(name)))
+        return _raw_bind(sock.fd, address)
     finally:
         os.fchdir(here)
         os.close(here)
@@ -293,9 +502,13 @@ def _send(plan: Plan) -> Outcome:
         if result < 0 and index == 0:
             blocking = not message.flags & MSG_DONTWAIT and not _file_flags(sock) & os.O_NONBLOCK
             if blocking and result == -errno.EAGAIN:
-                return Wait(plan.fd, RETRY_NS)
+                # A unix datagram socket is writable whatever the queue of the one it
+                # sends to, which is what is full.
+                fd = None if sock.family == AF_UNIX else plan.fd
+                return Wait(fd, RETRY_NS, send_timeout_ns=_send_timeout_ns(sock))
             if blocking and result == -errno.EINPROGRESS:  # MSG_FASTOPEN: connecting
-                return Wait(plan.fd, _send_timeout_ns(sock), timed_out=-errno.EINPROGRESS)
+                timeout = _send_timeout_ns(sock)
+                return Wait(plan.fd, timeout, timed_out=-errno.EINPROGRESS, send_timeout_ns=timeout)
         if result < 0:
             return Done(result if index == 0 else index, tuple(writes))
         if message.length_at is None:
@@ -305,19 +518,10 @@ def _send(plan: Plan) -> Outcome:
 
 
 def _send_one(sock: SocketCopy, message: Message) -> int:
-    if len(message.data) >= MAX_PAYLOAD and sock.type & 0xF != SOCK_STREAM:
-        return -errno.EMSGSIZE
-    control = b"".join(_cmsg(level, kind, data) for level, kind, data in message.control)
-    return _raw_sendmsg(sock.fd, message.data, control, message.flags | MSG_DONTWAIT,
-                        message.destination)
-
-
-def _cmsg(level: int, kind: int, data: bytes) -> bytes:
-    if (level, kind) == (SOL_SOCKET, SCM_CREDENTIALS) and len(data) >= 4:
-        # The kernel lets a process vouch only for itself: the sender is us.
-        data = struct.pack("=i", os.getpid()) + data[4:]
-    message = struct.pack("=Qii", socket.CMSG_LEN(len(data)), level, kind) + data
-    return message.ljust(socket.CMSG_SPACE(len(data)), b"\0")
+    # The kernel lets a process vouch only for itself (SCM_CREDENTIALS): the sender is
+    # whoever performs the call.
+    return _raw_sendmsg(sock.fd, message.data, message.control.for_sender(),
+                        message.flags | MSG_DONTWAIT, message.destination)
 
 
 # --- with the tracee's credentials ----------------------------------------------------
@@ -359,8 +563,7 @@ def _with_targets_of(plan: Plan, subjects: list[Subject], stop: StopContext) -> 
     if target is None:
         return plan
     if plan.name == "bind":
-        assert target.name is not None
-        return Plan("bind", plan.sock, plan.fd, bind_in=(target.fd, target.name))
+        return _bind_plan(plan.sock, first, target)
     if plan.name == "connect":
         return Plan("connect", plan.sock, plan.fd, address=_sockaddr(first, stop))
     messages = tuple(Message(m.data, m.control, _sockaddr(s, stop), m.flags, m.length_at)
@@ -384,6 +587,10 @@ def _become(credentials: Credentials) -> None:
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.sendmsg.restype = ctypes.c_ssize_t
+_libc.sendmsg.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_uint)
+# The start of the address space is never mapped (vm.mmap_min_addr): copying from it
+# fails with EFAULT, as copying the tracee's unreadable data would have.
+_FAULTING_ADDRESS = 4096
 
 
 class _IoVec(ctypes.Structure):
@@ -411,16 +618,20 @@ def _raw_bind(fd: int, address: bytes | None) -> int:
     return _result(_libc.bind(fd, ctypes.c_char_p(data), len(data)))
 
 
-def _raw_sendmsg(fd: int, data: bytes, control: bytes, flags: int, name: bytes | None) -> int:
-    payload = ctypes.create_string_buffer(data, len(data))
-    iov = _IoVec(ctypes.cast(payload, ctypes.c_void_p), len(data))
+def _raw_sendmsg(fd: int, data: bytes | Unreadable, control: bytes, flags: int,
+                 name: bytes | None) -> int:
+    if isinstance(data, Unreadable):
+        iov = _IoVec(_FAULTING_ADDRESS, data.length)
+    else:
+        payload = ctypes.create_string_buffer(data, len(data))
+        iov = _IoVec(ctypes.cast(payload, ctypes.c_void_p), len(data))
     control_buffer = ctypes.create_string_buffer(control, len(control)) if control else None
     name_buffer = ctypes.create_string_buffer(name, len(name)) if name else None
     message = _MsgHdr(ctypes.cast(name_buffer, ctypes.c_void_p) if name_buffer else None,
                       len(name) if name else 0, ctypes.pointer(iov), 1,
                       ctypes.cast(control_buffer, ctypes.c_void_p) if control_buffer else None,
                       len(control), 0)
-    return _result(_libc.sendmsg(fd, ctypes.byref(message), flags))
+    return _result(_libc.sendmsg(fd, ctypes.byref(message), flags & 0xFFFFFFFF))
 
 
 def _file_flags(sock: SocketCopy) -> int:

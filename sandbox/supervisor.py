@@ -9,10 +9,12 @@ every thread and process it supervises.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import errno
 import os
 import signal
 import struct
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -22,7 +24,8 @@ from .abi import (Abi, SOCKETCALL, Via, abi_of, changes_credentials, identify, s
 from .audit import AuditLog, make_event
 from .calls import Subject, describe
 from .decode import Malformed, decode_words
-from .emulate import RETRY_NS, Wait, emulate, emulate_as, needs_emulation
+from .emulate import RETRY_NS, Breach, Done, Wait, emulate, emulate_as, needs_emulation
+from .errors import SandboxError, SupervisorError
 from .names import SUBCALLS
 from .profile import Profile
 from .rules import Action, Call, Verdict, needs_socket
@@ -35,10 +38,9 @@ _FORK_EVENTS = {_ptrace.PTRACE_EVENT_FORK, _ptrace.PTRACE_EVENT_VFORK, _ptrace.P
 # the same with the missing arguments filled in.
 _I386_DIRECT = {"accept": ("accept4", (0,)), "send": ("sendto", (0, 0)), "recv": ("recvfrom", (0, 0))}
 
-# What a syscall interrupted by a signal returns before the kernel decides, per the
+# What a syscall interrupted by a signal returns for the kernel to decide, per the
 # handler's SA_RESTART, between running it again and failing with EINTR.
-ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK = 512, 513, 514, 516
-_INTERRUPTED = {errno.EINTR, ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK}
+ERESTARTSYS = 512
 POLLOUT = 0x4
 # The argument registers of each ABI, in order.
 _ARGUMENT_REGISTERS = {Abi.X86_64: ("rdi", "rsi", "rdx", "r10", "r8", "r9"),
@@ -69,8 +71,11 @@ class Supervisor:
     rewritten: dict[int, Any] = field(default_factory=dict)
     # Tracees waiting in place of a call that would have blocked.
     waiting: dict[int, _Waiting] = field(default_factory=dict)
-    # Tracees running a call again after a wait: decided again, but not recorded again.
-    running_again: set[int] = field(default_factory=set)
+    # Tracees running a call again after a wait, by where the call is and its number:
+    # decided again, but not recorded again.
+    running_again: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # When a call that waits and runs again gives up (SO_SNDTIMEO), in monotonic ns.
+    give_up_at: dict[int, int] = field(default_factory=dict)
     decisions: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
     # Called with every call decided (each message of a sendmmsg): `sockbox learn`.
     observers: Sequence[Callable[[Call], None]] = ()
@@ -83,19 +88,39 @@ class Supervisor:
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Supervise until every tracee is gone; return the status `sockbox run` exits with."""
-        while self.tracees:
+        """Supervise until every tracee is gone; return the status `sockbox run` exits with.
+
+        Fails closed: whatever goes wrong here, every process in the sandbox is dead
+        before SupervisorError says what it was."""
+        try:
+            while self.tracees:
+                try:
+                    pid, status = _ptrace.waitpid()
+                except ChildProcessError:
+                    break
+                try:
+                    self.handle(pid, status)
+                except _ptrace.TraceeGone:
+                    pass  # its exit will be reported by waitpid
+            status = 128 + signal.SIGKILL if self.killed_by_rule else _exit_status(self.main_status)
+            self.audit.summary(self.decisions, self.stops, status)
+            return status
+        except Exception as error:
+            self._kill_everything()
+            what = str(error) if isinstance(error, SandboxError) else f"internal error: {type(error).__name__}: {error}"
+            raise SupervisorError(f"{what}; every process in the sandbox was killed") from error
+
+    def _kill_everything(self) -> None:
+        """Kill every tracee, and every one not known yet (a child whose fork event was
+        still to come) as it shows up, until the supervisor has no child and no tracee."""
+        self.kill_all()
+        while True:
             try:
                 pid, status = _ptrace.waitpid()
             except ChildProcessError:
-                break
-            try:
-                self.handle(pid, status)
-            except _ptrace.TraceeGone:
-                pass  # its exit will be reported by waitpid
-        status = 128 + signal.SIGKILL if self.killed_by_rule else _exit_status(self.main_status)
-        self.audit.summary(self.decisions, self.stops, status)
-        return status
+                return
+            if os.WIFSTOPPED(status):
+                os.kill(pid, signal.SIGKILL)
 
     def handle(self, pid: int, status: int) -> None:
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):
@@ -139,7 +164,8 @@ class Supervisor:
             known.close()
         self.rewritten.pop(pid, None)
         self.waiting.pop(pid, None)
-        self.running_again.discard(pid)
+        self.running_again.pop(pid, None)
+        self.give_up_at.pop(pid, None)
 
     # -- one seccomp stop -------------------------------------------------------------------
 
@@ -158,8 +184,9 @@ class Supervisor:
                 self.known[tid].credentials = None
             _ptrace.cont(tid)
             return
-        quiet = tid in self.running_again
-        self.running_again.discard(tid)
+        quiet = self.running_again.pop(tid, None) == (info.instruction_pointer, info.nr)
+        if not quiet:
+            self.give_up_at.pop(tid, None)  # a call of its own, not one running again
         args = tuple(a & abi.word_mask for a in info.args)
         name, via = syscall.call, Via.DIRECT
         memory = _ptrace.TraceeMemory(tid)
@@ -208,9 +235,14 @@ class Supervisor:
                 outcome = emulate_as(theirs, subjects, abi, stop, memory)
             else:
                 outcome = emulate(subjects, abi, stop, memory)
+            if isinstance(outcome, Breach):
+                raise SupervisorError(outcome.reason)
             if isinstance(outcome, Wait):
-                self.begin_wait(tid, abi, outcome, memory)
-                return
+                if not self.gave_up(tid, outcome):
+                    self.begin_wait(tid, abi, outcome, memory)
+                    return
+                outcome = Done(-errno.EAGAIN)
+            self.give_up_at.pop(tid, None)
             for address, data in outcome.writes:
                 try:
                     memory.write(address, data)
@@ -231,13 +263,22 @@ class Supervisor:
 
     # -- a tracee waiting in place of a call ------------------------------------------------
 
+    def gave_up(self, tid: int, wait: Wait) -> bool:
+        """Whether the call has waited, over all its waits, as long as SO_SNDTIMEO lets it."""
+        if wait.send_timeout_ns is None:
+            return False
+        now = time.monotonic_ns()
+        return now >= self.give_up_at.setdefault(tid, now + wait.send_timeout_ns)
+
     def begin_wait(self, tid: int, abi: Abi, wait: Wait, memory: _ptrace.TraceeMemory) -> None:
-        """Turn the tracee's call into ppoll(fd, POLLOUT, timeout): it waits in its own
-        context, where signals and job control reach it, not stopped in ours."""
+        """Turn the tracee's call into ppoll(fd, POLLOUT, timeout), or a ppoll on nothing
+        that sleeps: it waits in its own context, where signals and job control reach
+        it, not stopped in ours."""
         original = _ptrace.registers(tid)
         below_stack = (original.rsp - _BELOW_RED_ZONE) & ~15
         timeout = wait.timeout_ns
-        arguments = struct.pack("=ihh", wait.fd, POLLOUT, 0)
+        polled = b"" if wait.fd is None else struct.pack("=ihh", wait.fd, POLLOUT, 0)
+        arguments = polled
         if timeout is not None:
             arguments += struct.pack("=qq", *divmod(timeout, 1_000_000_000))
         try:
@@ -246,11 +287,12 @@ class Supervisor:
                 raise Malformed(errno.EFAULT, "stack above 4 GiB")
             memory.write(below_stack, arguments)
             nr = syscall_number(abi, _PPOLL[abi])
-            values: tuple[int, ...] = (below_stack, 1, below_stack + 8 if timeout else 0, 0, 8)
+            values: tuple[int, ...] = (below_stack if polled else 0, len(polled) // 8,
+                                       below_stack + len(polled) if timeout else 0, 0, 8)
         except Malformed:
             # No memory to wait with: sleep a moment (poll with no descriptors), then run
             # the call again; a timeout cannot be kept this way.
-            wait = Wait(wait.fd, RETRY_NS)
+            wait = dataclasses.replace(wait, timeout_ns=RETRY_NS, timed_out=None)
             nr = syscall_number(abi, "poll")
             values = (0, 0, RETRY_NS // 1_000_000)
         regs = _ptrace.copy_registers(original)
@@ -272,16 +314,18 @@ class Supervisor:
         result = _ptrace.registers(tid).rax
         result = result - (1 << 64) if result >= 1 << 63 else result
         regs = _ptrace.copy_registers(waiting.original)
-        if -result in _INTERRUPTED:
-            # As the call itself would have been interrupted: restarted or EINTR, per the
-            # handler, by the kernel, which takes the call from orig_rax.
-            regs.rax = -ERESTARTSYS & 0xFFFFFFFFFFFFFFFF
+        if _signal_interrupts(tid):
+            # As the call itself would have been interrupted: with SO_SNDTIMEO set, EINTR;
+            # else restarted or EINTR per the handler's SA_RESTART, by the kernel, which
+            # takes the call from orig_rax.
+            interrupted = -errno.EINTR if waiting.wait.send_timeout_ns else -ERESTARTSYS
+            regs.rax = interrupted & 0xFFFFFFFFFFFFFFFF
         elif result == 0 and waiting.wait.timed_out is not None:
             regs.rax = waiting.wait.timed_out & 0xFFFFFFFFFFFFFFFF
-        else:  # ready (or the wait failed): run the call again, to be decided again
+        else:  # ready, waited enough, or the wait failed: run the call again, decided again
             regs.rax = waiting.original.orig_rax
             regs.rip = waiting.original.rip - 2  # syscall, sysenter's landing and int $0x80: 2 bytes
-            self.running_again.add(tid)
+            self.running_again[tid] = (waiting.original.rip, waiting.original.orig_rax)
         _ptrace.set_registers(tid, regs)
 
     def kill_all(self) -> None:
@@ -291,6 +335,29 @@ class Supervisor:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 self.tracees.discard(pid)
+
+
+# Signals whose default is to be ignored: pending, for a tracee (ptrace queues even
+# those), they would not have interrupted anything.
+_IGNORED_BY_DEFAULT = sum(1 << (s - 1) for s in (signal.SIGCHLD, signal.SIGCONT, signal.SIGURG,
+                                                  signal.SIGWINCH))
+
+
+def _signal_interrupts(tid: int) -> bool:
+    """Whether a signal is pending for the thread that would interrupt a blocking call:
+    one not blocked and not ignored, by its handler or by default."""
+    masks = {}
+    try:
+        with open(f"/proc/{tid}/status") as status:
+            for line in status:
+                key, _, value = line.partition(":")
+                if key in ("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"):
+                    masks[key] = int(value, 16)
+    except OSError:
+        return False
+    pending = masks.get("SigPnd", 0) | masks.get("ShdPnd", 0)
+    ignored = masks.get("SigIgn", 0) | (_IGNORED_BY_DEFAULT & ~masks.get("SigCgt", 0))
+    return bool(pending & ~masks.get("SigBlk", 0) & ~ignored)
 
 
 def _exit_status(status: int | None) -> int:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import re
 import socket
+import tempfile
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -57,6 +59,17 @@ class UnixTarget:
     text: str  # the resolved absolute path, for the rules and the record
     fd: int
     name: bytes | None = None
+    missing: bool = False  # resolves to nothing: `fd` is a directory that holds nothing
+    # For bind: a directory from which the kernel, handed the path as the tracee wrote
+    # it, starts where the judging started (its working directory, or its root, when
+    # that root is ours). None where only the handles reach what was judged.
+    written_from: int | None = None
+
+    @property
+    def sun_path(self) -> bytes:
+        """What connect and send hand the kernel: the handle, through /proc/self/fd; or
+        a name in an empty directory, which the kernel finds missing where it looks."""
+        return b"/proc/self/fd/%d" % self.fd + (b"/missing" if self.missing else b"")
 
 
 class Credentials(NamedTuple):
@@ -240,15 +253,35 @@ class StopContext:
         directory, in its mount namespace, through symlinks; but never through a magic
         link (/proc/PID/...), which would resolve in the supervisor's context instead."""
         start, rest, resolve = self._start(path)
-        if follow_last:
-            fd = self._keep(openat2(start, rest, O_PATH, resolve))
-            return UnixTarget(os.readlink(f"/proc/self/fd/{fd}"), fd)
         directory, _, name = rest.rstrip(b"/").rpartition(b"/")
-        if name in (b"", b".", b".."):
+        if not follow_last and name in (b"", b".", b".."):
             raise Malformed(errno.EEXIST, f"cannot bind at {os.fsdecode(path)}")
-        fd = self._keep(openat2(start, directory or b".", O_PATH | os.O_DIRECTORY, resolve))
+        try:
+            if follow_last:
+                fd = self._keep(openat2(start, rest, O_PATH, resolve))
+                return UnixTarget(os.readlink(f"/proc/self/fd/{fd}"), fd)
+            fd = self._keep(openat2(start, directory or b".", O_PATH | os.O_DIRECTORY, resolve))
+        except Malformed as error:
+            if error.errno != errno.ENOENT:
+                raise
+            # Nothing there: judged by the path as written, and the kernel, handed a name
+            # in an empty directory, fails with ENOENT where it would have looked.
+            return UnixTarget(self._as_written(path), _nowhere(), name, missing=True)
         where = os.readlink(f"/proc/self/fd/{fd}")
-        return UnixTarget(os.path.join(where, os.fsdecode(name)), fd, name)
+        written_from = None
+        if not path.startswith(b"/proc/") and self._shares_our_root():
+            written_from = self._own("root" if path.startswith(b"/") else "cwd")
+        return UnixTarget(os.path.join(where, os.fsdecode(name)), fd, name,
+                          written_from=written_from)
+
+    def _as_written(self, path: bytes) -> str:
+        text = os.fsdecode(path)
+        if not text.startswith("/"):
+            try:
+                text = os.path.join(os.readlink(f"/proc/{self.tid}/cwd"), text)
+            except OSError:
+                pass
+        return os.path.normpath(text)
 
     def _start(self, path: bytes) -> tuple[int, bytes, int]:
         """Where resolution starts, what remains of the path, and how to resolve it."""
@@ -290,6 +323,15 @@ class StopContext:
             return False
         ours = (os.stat("/"), os.stat("/proc/self/ns/mnt"))
         return all((a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) for a, b in zip(theirs, ours))
+
+
+@functools.cache
+def _nowhere() -> int:
+    """A directory that holds nothing and never will (it is deleted), as a handle."""
+    path = tempfile.mkdtemp(prefix="sockbox-nowhere-")
+    fd = os.open(path, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    os.rmdir(path)
+    return fd
 
 
 def _thread_group(tid: int) -> int:

@@ -151,9 +151,13 @@ action = "allow"
     elsewhere = sockbox("run", "-p", profile, "--", *probe, cwd=other)
     assert "connect ERR EACCES" in elsewhere.stdout
     assert other_server.received == []
-    # A name that resolves to nothing fails as the kernel fails it, before any rule.
+    # A name that resolves to nothing is judged as written: outside the rule, denied;
+    # inside it, failed as the kernel fails it.
     nowhere = sockbox("run", "-p", profile, "--", *probe, cwd="/")
-    assert "connect ERR ENOENT" in nowhere.stdout
+    assert "connect ERR EACCES" in nowhere.stdout
+    missing = [programs("netprobe", 64), "unix", "gone.sock"]
+    gone = sockbox("run", "-p", profile, "--", *missing, cwd=directory)
+    assert "connect ERR ENOENT" in gone.stdout
 
 
 @pytest.mark.parametrize("bits", [64, 32])
