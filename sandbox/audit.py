@@ -12,6 +12,7 @@ from typing import IO, Any, Counter, Iterable, NamedTuple
 from . import names
 from .calls import Subject
 from .decode import Address, Inet4, Inet6, Netlink, Unix, Unknown, Unspec
+from .errors import SupervisorError
 from .rules import Action, Verdict, effective_protocol, matched_host
 
 
@@ -182,8 +183,7 @@ class AuditLog:
             if sink.denials_only and event.action == "allow":
                 continue
             line = event.to_json() if sink.format == "json" else format_text(event, subject)
-            sink.stream.write(line + "\n")
-            sink.stream.flush()
+            _write(sink, line)
 
     def summary(self, decisions: Counter[tuple[str, str]], stops: int, status: int) -> None:
         """One record at exit: every decision the supervisor made, audited or not, by
@@ -202,8 +202,17 @@ class AuditLog:
                 made = ", ".join(f"{call} {action} {n}" for call, by_action in counts.items()
                                  for action, n in by_action.items())
                 line = f"sockbox: summary: {made or 'no decisions'}; {stops} stops; exit {status}"
-            sink.stream.write(line + "\n")
-            sink.stream.flush()
+            _write(sink, line)
+
+
+def _write(sink: Sink, line: str) -> None:
+    """A record that cannot be written stops the sandbox: nothing goes unrecorded."""
+    try:
+        sink.stream.write(line + "\n")
+        sink.stream.flush()
+    except OSError as error:
+        name = getattr(sink.stream, "name", "?")
+        raise SupervisorError(f"cannot write the audit log to {name}: {error.strerror}") from None
 
 
 def _now() -> str:

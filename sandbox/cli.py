@@ -214,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         suffix = f" (and {more} more: sockbox check {error.file})" if more > 0 else ""
         return _fail(error.errors[0] + suffix)
     except SandboxError as error:
+        if os.environ.get("SOCKBOX_DEBUG") and error.__cause__ is not None:
+            raise
         return _fail(str(error))
     except typer.TyperException as error:  # click's usage errors
         message = error.format_message() if hasattr(error, "format_message") else str(error)
