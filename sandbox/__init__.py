@@ -6,14 +6,29 @@
     result.returncode, result.events, result.denied
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
-from .api import Result, run
-from .audit import Event
-from .errors import ProfileError, SandboxError, SupervisorError, UnsupportedKernel, UsageError
-from .profile import Profile, load_profile
+# Loaded on first use, so that `sockbox run` pays only for what it runs.
+_WHERE = {"Result": "api", "run": "api", "Event": "audit", "Profile": "profile",
+          "load_profile": "profile", "ProfileError": "errors", "SandboxError": "errors",
+          "SupervisorError": "errors", "UnsupportedKernel": "errors", "UsageError": "errors"}
 
-__all__ = [
-    "Event", "Profile", "ProfileError", "Result", "SandboxError", "SupervisorError",
-    "UnsupportedKernel", "UsageError", "load_profile", "run", "__version__",
-]
+__all__ = [*_WHERE, "__version__"]
+
+if TYPE_CHECKING:
+    from .api import Result, run
+    from .audit import Event
+    from .errors import ProfileError, SandboxError, SupervisorError, UnsupportedKernel, UsageError
+    from .profile import Profile, load_profile
+
+
+def __getattr__(name: str) -> object:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'sandbox' has no attribute {name!r}")
+    value = getattr(__import__(f"{__name__}.{_WHERE[name]}", fromlist=[name]), name)
+    globals()[name] = value
+    return value

@@ -190,6 +190,9 @@ class _IoVec(ctypes.Structure):
 
 MAX_READ = 16 << 20  # no single call needs more; larger asks are the tracee's absurdity
 _SMALL = ctypes.create_string_buffer(512)
+# The one pair of iovecs every transfer fills in (one stop at a time, as _INFO).
+_LOCAL, _REMOTE = _IoVec(), _IoVec()
+_LOCAL_REF, _REMOTE_REF = ctypes.byref(_LOCAL), ctypes.byref(_REMOTE)
 _WORD = 8
 
 
@@ -233,9 +236,9 @@ class TraceeMemory:
     def _transfer(self, function: Any, buffer: Any, address: int, length: int) -> bool:
         """True when done; False where only ptrace can do it. A short transfer means
         part of the range is not mapped: EFAULT, as the kernel would answer."""
-        local = _IoVec(ctypes.cast(buffer, ctypes.c_void_p), length)
-        remote = _IoVec(address, length)
-        done = function(self.pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+        _LOCAL.base, _LOCAL.len = ctypes.addressof(buffer), length
+        _REMOTE.base, _REMOTE.len = address, length
+        done = function(self.pid, _LOCAL_REF, 1, _REMOTE_REF, 1, 0)
         if done == length:
             return True
         err = ctypes.get_errno() if done < 0 else errno.EFAULT
@@ -286,3 +289,16 @@ def pidfd_getfd(pidfd: int, fd: int) -> int:
 def waitpid() -> tuple[int, int]:
     """The next event of any child or tracee."""
     return os.waitpid(-1, WALL)
+
+
+def waiting_events() -> list[tuple[int, int]]:
+    """Every event already waiting to be reaped, without blocking."""
+    events = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, WALL | os.WNOHANG)
+        except ChildProcessError:
+            return events
+        if pid == 0:
+            return events
+        events.append((pid, status))

@@ -47,11 +47,15 @@ class Insn(NamedTuple):
 
 @dataclass(eq=False)
 class Label:
+    """A place in the program, which jumps may name before it is placed."""
+
     name: str = ""
 
 
 @dataclass(eq=False)
 class _Pending:
+    """An instruction whose jump offsets wait for their labels."""
+
     code: int
     k: int = 0
     jt: Label | None = None
@@ -61,6 +65,8 @@ class _Pending:
 
 @dataclass
 class Assembler:
+    """Instructions and labels, resolved into a program by `assemble`."""
+
     items: list[_Pending | Label] = field(default_factory=list)
 
     def label(self, name: str = "") -> Label:

@@ -9,7 +9,7 @@ errno for what it refuses.
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 from .abi import Abi
@@ -65,11 +65,11 @@ def describe(name: str, abi: Abi, args: tuple[int, ...], memory: Memory, process
              needs_socket: bool) -> list[Subject]:
     """The subjects of one call: one, or one per message of a sendmmsg."""
     mask = abi.word_mask
-    args = tuple(a & mask for a in args)
-    call = Call(name, exe=process.exe())
+    args = tuple(map(mask.__and__, args))
+    exe = process.exe()
     if name in ("socket", "socketpair"):
         call = Call(name, family=int32(args[0]), type=int32(args[1]), protocol=int32(args[2]),
-                    exe=call.exe)
+                    exe=exe)
         return [Subject(call, args)]
     fd = int32(args[0])
     if abi is Abi.X86_64 and name in _MESSAGE_CALLS and args[_FLAGS_AT[name]] & MSG_CMSG_COMPAT:
@@ -83,7 +83,7 @@ def describe(name: str, abi: Abi, args: tuple[int, ...], memory: Memory, process
         call = Call(name, alias=PLAIN_ALIAS.get(name) if plain else None,
                     family=socket[0], type=socket[1], protocol=socket[2],
                     level=int32(args[1]) if options else None,
-                    option=int32(args[2]) if options else None, exe=call.exe)
+                    option=int32(args[2]) if options else None, exe=exe)
         return [Subject(call, args, fd)]
 
     # The address is read the way the socket's protocol reads it, so the socket comes
@@ -96,7 +96,7 @@ def describe(name: str, abi: Abi, args: tuple[int, ...], memory: Memory, process
         if name != "connect" or error.errno != errno.ENOTSOCK:
             raise
         socket, not_a_socket = (0, 0, 0), error
-    call = Call(name, family=socket[0], type=socket[1], protocol=socket[2], exe=call.exe)
+    call = Call(name, family=socket[0], type=socket[1], protocol=socket[2], exe=exe)
 
     if name in ("bind", "connect"):
         addrlen = int32(args[2])
@@ -173,8 +173,11 @@ def _readable(raw: bytes, socket: tuple[int, int, int], name: str) -> Address | 
         return None
 
 
+# Built field by field rather than with dataclasses.replace, which costs more than the
+# rest of a stop's bookkeeping. An address call has no alias, level or option to carry.
 def _plain(call: Call) -> Call:
-    return replace(call, alias=PLAIN_ALIAS.get(call.name))
+    return Call(call.name, alias=PLAIN_ALIAS.get(call.name), family=call.family, type=call.type,
+                protocol=call.protocol, exe=call.exe)
 
 
 def _with_address(call: Call, address: Address | None, process: Process,
@@ -185,4 +188,5 @@ def _with_address(call: Call, address: Address | None, process: Process,
     path = None
     if isinstance(address, Unix) and address.path:
         path = process.resolve_unix_path(address.path, follow_last=follow_last)
-    return replace(call, family=address.family, address=address, path=path)
+    return Call(call.name, family=address.family, type=call.type, protocol=call.protocol,
+                address=address, path=path, exe=call.exe)

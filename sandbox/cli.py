@@ -1,7 +1,7 @@
 """The `sockbox` command: thin typer commands over the library.
 
-This is the only place that turns errors into exit statuses: a SandboxError is one
-line on stderr and status 125, a command that cannot be executed 126 or 127.
+The one definition of the command-line interface. A plain `sockbox run` is started by
+`entry` without loading this module; errors become exit statuses there too.
 """
 
 from __future__ import annotations
@@ -10,16 +10,15 @@ import enum
 import os
 import sys
 from pathlib import Path
-from typing import IO, Annotated, Optional
+from typing import Annotated, Optional
 
 import typer
 
 from . import __version__, names
-from .errors import ProfileError, SandboxError, UsageError
-from .profile import Profile, builtin_names, inline_rule, load_profile
+from .entry import LOG_FORMATS, RunOptions, fail, start
+from .errors import ProfileError, UsageError
+from .profile import Profile, builtin_names, load_profile
 from .rules import Action
-
-STATUS_SANDBOX_ERROR = 125
 
 app = typer.Typer(
     name="sockbox",
@@ -31,9 +30,7 @@ app = typer.Typer(
 )
 
 
-class LogFormat(str, enum.Enum):
-    JSON = "json"
-    TEXT = "text"
+LogFormat = enum.Enum("LogFormat", {name.upper(): name for name in LOG_FORMATS}, type=str)
 
 
 def _version(value: bool) -> None:
@@ -73,38 +70,10 @@ def run(
         "so are systemd's LISTEN_FDS when LISTEN_PID is sockbox's).")] = None,
 ) -> None:
     """Run CMD with its socket calls decided by PROFILE (default: offline)."""
-    from . import runner
-    from .audit import Sink
-    from .spawn import ExecFailed
-
-    resolved = _with_inline_rules(load_profile(profile), allow or [], deny or []).with_hosts_resolved()
-    sinks = []
-    if log is not None:
-        sinks.append(Sink(_open_log(log), log_format.value))
-    elif not quiet:
-        sinks.append(Sink(sys.stderr, "text", denials_only=True))
-    try:
-        status = runner.run(resolved, command, sinks,
-                            inheritance=runner.inheritance_from(keep_fd or [], os.environ))
-    except ExecFailed as error:
-        typer.echo(f"sockbox: {error}", err=True)
-        raise typer.Exit(error.status) from None
-    raise typer.Exit(status)
-
-
-def _with_inline_rules(profile: Profile, allow: list[str], deny: list[str]) -> Profile:
-    rules = [inline_rule(text, Action.DENY, f"--deny {text}") for text in deny]
-    rules += [inline_rule(text, Action.ALLOW, f"--allow {text}") for text in allow]
-    return profile.with_rules_first(rules)
-
-
-def _open_log(path: str) -> IO[str]:
-    if path == "-":
-        return sys.stderr
-    try:
-        return open(path, "w", buffering=1)
-    except OSError as error:
-        raise UsageError(f"--log {path}: {error.strerror}") from None
+    # Only reached where entry.parse_run left the command line to typer.
+    options = RunOptions(tuple(command), profile, tuple(allow or ()), tuple(deny or ()), log,
+                         log_format.value, quiet, tuple(keep_fd or ()))
+    raise typer.Exit(start(options))
 
 
 @app.command(context_settings={"allow_interspersed_args": False})
@@ -204,31 +173,14 @@ def list_profiles() -> None:
         typer.echo(f"{name:<10} {load_profile(name).description}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script and of `python -m sandbox`."""
+def main(args: list[str]) -> int:
+    """The typer app on a command line; called by entry.main."""
     command = typer.main.get_command(app)
     try:
-        status = command.main(args=argv, prog_name="sockbox", standalone_mode=False)
-    except ProfileError as error:
-        more = len(error.errors) - 1
-        suffix = f" (and {more} more: sockbox check {error.file})" if more > 0 else ""
-        return _fail(error.errors[0] + suffix)
-    except SandboxError as error:
-        if os.environ.get("SOCKBOX_DEBUG") and error.__cause__ is not None:
-            raise
-        return _fail(str(error))
+        status = command.main(args=args, prog_name="sockbox", standalone_mode=False)
     except typer.TyperException as error:  # click's usage errors
         message = error.format_message() if hasattr(error, "format_message") else str(error)
-        return _fail(f"{message} (see sockbox --help)")
-    except (typer.Abort, KeyboardInterrupt):
-        return _fail("aborted")
-    except Exception as error:  # a bug of ours: still one line, the trace on request
-        if os.environ.get("SOCKBOX_DEBUG"):
-            raise
-        return _fail(f"internal error: {type(error).__name__}: {error} (SOCKBOX_DEBUG=1 shows where)")
+        return fail(f"{message} (see sockbox --help)")
+    except typer.Abort:
+        return fail("aborted")
     return status if isinstance(status, int) else 0
-
-
-def _fail(message: str) -> int:
-    print(f"sockbox: {message}", file=sys.stderr)
-    return STATUS_SANDBOX_ERROR

@@ -32,6 +32,8 @@ class Malformed(Exception):
 
 @dataclass(frozen=True)
 class Inet4:
+    """An AF_INET address."""
+
     address: ipaddress.IPv4Address
     port: int
     family: int = AF_INET
@@ -39,6 +41,8 @@ class Inet4:
 
 @dataclass(frozen=True)
 class Inet6:
+    """An AF_INET6 address."""
+
     address: ipaddress.IPv6Address
     port: int
     flowinfo: int = 0
@@ -57,6 +61,8 @@ class Unix:
 
 @dataclass(frozen=True)
 class Netlink:
+    """An AF_NETLINK address."""
+
     pid: int
     groups: int
     family: int = AF_NETLINK
@@ -71,6 +77,8 @@ class Unspec:
 
 @dataclass(frozen=True)
 class Unknown:
+    """An address sockbox does not decode: its family and the bytes after it."""
+
     family: int
     data: bytes
 

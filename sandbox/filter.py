@@ -148,6 +148,8 @@ def _socketcall_shape(name: str) -> Shape:
 
 @dataclass(frozen=True)
 class Clause:
+    """One rule, as far as registers can test it, with the filter's action."""
+
     tests: Conjunction
     action: int  # a SECCOMP_RET_* word
     reason: str
@@ -155,6 +157,8 @@ class Clause:
 
 @dataclass
 class ShapePlan:
+    """The clauses of one way of entering a call (its registers' layout)."""
+
     guard: Conjunction
     shape: Shape
     clauses: list[Clause] = field(default_factory=list)
@@ -162,6 +166,8 @@ class ShapePlan:
 
 @dataclass
 class SyscallPlan:
+    """What the filter does for one syscall number."""
+
     nr: int
     name: str
     shapes: list[ShapePlan]
@@ -169,6 +175,8 @@ class SyscallPlan:
 
 @dataclass
 class AbiPlan:
+    """The filter's plan for one ABI."""
+
     abi: Abi
     syscalls: list[SyscallPlan]
 

@@ -43,6 +43,8 @@ class ExecFailed(SandboxError):
 
 @dataclass(frozen=True)
 class Child:
+    """The command's first process, seized and running toward its exec."""
+
     pid: int
 
 

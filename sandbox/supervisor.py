@@ -59,6 +59,8 @@ class _Waiting:
 
 @dataclass
 class Supervisor:
+    """One sandbox's supervision: every tracee, and what each is in the middle of."""
+
     profile: Profile
     audit: AuditLog
     main_pid: int
@@ -95,13 +97,17 @@ class Supervisor:
         try:
             while self.tracees:
                 try:
-                    pid, status = _ptrace.waitpid()
+                    first = _ptrace.waitpid()
                 except ChildProcessError:
                     break
-                try:
-                    self.handle(pid, status)
-                except _ptrace.TraceeGone:
-                    pass  # its exit will be reported by waitpid
+                # Serve every stop already waiting before waiting again: waitpid(-1)
+                # reports the earliest-attached tracee first, so a thread that stops
+                # again at once would otherwise keep the others waiting.
+                for pid, status in [first, *_ptrace.waiting_events()]:
+                    try:
+                        self.handle(pid, status)
+                    except _ptrace.TraceeGone:
+                        pass  # its exit will be reported by waitpid
             status = 128 + signal.SIGKILL if self.killed_by_rule else _exit_status(self.main_status)
             self.audit.summary(self.decisions, self.stops, status)
             return status
@@ -187,10 +193,13 @@ class Supervisor:
         quiet = self.running_again.pop(tid, None) == (info.instruction_pointer, info.nr)
         if not quiet:
             self.give_up_at.pop(tid, None)  # a call of its own, not one running again
-        args = tuple(a & abi.word_mask for a in info.args)
+        args = tuple(map(abi.word_mask.__and__, info.args))
         name, via = syscall.call, Via.DIRECT
         memory = _ptrace.TraceeMemory(tid)
-        stop = StopContext(tid, self.known.setdefault(tid, Known()))
+        known = self.known.get(tid)
+        if known is None:
+            known = self.known[tid] = Known()
+        stop = StopContext(tid, known)
         try:
             if name == SOCKETCALL:
                 name, via = subcall_name(args[0]), Via.SOCKETCALL
@@ -216,6 +225,8 @@ class Supervisor:
 
     def judge(self, subjects: list[Subject]) -> tuple[Subject, Verdict]:
         """The strictest verdict over a call's subjects (every message of a sendmmsg)."""
+        if len(subjects) == 1:
+            return subjects[0], self.profile.decide(subjects[0].call)
         judged = [(subject, self.profile.decide(subject.call)) for subject in subjects]
         return max(judged, key=lambda pair: pair[1].action.severity)
 

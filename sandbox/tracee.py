@@ -9,12 +9,12 @@ a symlink, a directory) can change what is done.
 
 from __future__ import annotations
 
+import _socket
 import ctypes
 import errno
 import functools
 import os
 import re
-import socket
 import tempfile
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -213,11 +213,13 @@ class StopContext:
         if fd not in self._sockets:
             copy = self.descriptor(fd)
             try:
-                probe = socket.socket(fileno=copy)
+                # The C socket type: it reads family, type and protocol from the
+                # descriptor with no enum conversions on top.
+                probe = _socket.socket(fileno=copy)
             except OSError as error:
                 raise Malformed(errno.ENOTSOCK if error.errno == errno.ENOTSOCK else errno.EBADF,
                                 f"fd {fd}") from None
-            family, sock_type, protocol = int(probe.family), int(probe.type), probe.proto
+            family, sock_type, protocol = probe.family, probe.type, probe.proto
             probe.detach()
             self._sockets[fd] = SocketCopy(copy, family, sock_type, protocol)
         return self._sockets[fd]

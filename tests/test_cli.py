@@ -8,8 +8,12 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import sockbox, write_profile
+from sandbox import cli, entry
+from sandbox.entry import RunOptions
 
 
 def test_version_and_help_on_every_command():
@@ -119,3 +123,73 @@ def test_host_values_are_checked(tmp_path, value, message):
     profile = write_profile(tmp_path, f'[[rule]]\ncalls = ["connect"]\nhost = [{value}]\naction = "allow"\n')
     result = sockbox("check", profile)
     assert result.returncode == 1 and message in result.stdout
+
+
+# -- `sockbox run` parsed without typer (sandbox.entry) ------------------------------------
+
+def typer_parsed(args: list[str], monkeypatch: pytest.MonkeyPatch) -> RunOptions | None:
+    """What the typer app makes of a command line: the options `run` would start with,
+    or None where it refuses the line."""
+    started: list[RunOptions] = []
+    monkeypatch.setattr(cli, "start", lambda options: started.append(options) or 0)
+    cli.main(list(args))
+    return started[0] if started else None
+
+
+PLAIN_LINES = [
+    ["run", "true"],
+    ["run", "--", "true"],
+    ["run", "-p", "web", "--", "curl", "-s", "http://127.0.0.1/"],
+    ["run", "-pweb", "true"],
+    ["run", "--profile=web", "true"],
+    ["run", "--profile", "web", "-q", "true", "-p", "offline"],
+    ["run", "-q", "--allow", "connect=127.0.0.1:80", "--allow=bind", "--deny", "connect", "true"],
+    ["run", "--log", "-", "--log-format", "text", "true"],
+    ["run", "--log=/tmp/x.log", "--log-format=json", "--quiet", "true"],
+    ["run", "--keep-fd", "3", "--keep-fd=4", "true"],
+    ["run", "--keep-fd", "007", "true"],
+    ["run", "--", "--", "x"],
+    ["run", "--log", "--", "true"],
+    ["run", "--allow", "-q", "true"],
+    ["run", "--profile", "", "true"],
+    ["run", "-"],
+    ["run", "-p", "web", "-p", "localhost", "true"],
+]
+
+
+@pytest.mark.parametrize("args", PLAIN_LINES, ids=" ".join)
+def test_plain_run_lines_are_parsed_without_typer_and_as_typer_parses_them(args, monkeypatch):
+    fast = entry.parse_run(args)
+    assert fast is not None, "a plain `sockbox run` must not need typer"
+    assert fast == typer_parsed(args, monkeypatch)
+
+
+@pytest.mark.parametrize("args", [
+    ["run"], ["run", "--"], ["run", "-p"], ["run", "--help"], ["run", "-h", "true"],
+    ["run", "-qp", "web", "true"], ["run", "-p=web", "true"], ["run", "--keep-fd", "x", "true"],
+    ["run", "--keep-fd", "-1", "true"], ["run", "--log-format", "xml", "true"],
+    ["run", "--quiet=yes", "true"], ["run", "--bogus", "true"], ["--version"], ["check", "web"],
+], ids=" ".join)
+def test_other_lines_are_left_to_typer(args):
+    assert entry.parse_run(args) is None
+
+
+_TOKENS = ["run", "--", "-", "-p", "-pweb", "-p=x", "--profile", "--profile=", "--profile=web", "web",
+           "-q", "--quiet", "-qp", "--allow", "--allow=connect", "connect=127.0.0.1:80", "--deny",
+           "--log", "--log=-", "--log-format", "text", "xml", "--keep-fd", "--keep-fd=3", "3",
+           "x", "-h", "--help", "true", "", "--bogus"]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rest=st.lists(st.sampled_from(_TOKENS), max_size=7))
+def test_whatever_the_fast_parser_accepts_typer_parses_alike(rest, monkeypatch):
+    args = ["run", *rest]
+    fast = entry.parse_run(args)
+    if fast is not None:
+        assert fast == typer_parsed(args, monkeypatch)
+
+
+def test_a_run_line_left_to_typer_runs_the_same():
+    # Clustered short options are typer's to parse; the command runs all the same.
+    assert entry.parse_run(["run", "-qp", "offline", "--", "sh", "-c", "exit 3"]) is None
+    assert sockbox("run", "-qp", "offline", "--", "sh", "-c", "exit 3").returncode == 3

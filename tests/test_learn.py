@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from conftest import UdpServer, UnixServer, sockbox
+from conftest import UnixServer, sockbox
 
 
 def learn(tmp_path, *command: str, cwd=None) -> str:

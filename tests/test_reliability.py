@@ -487,7 +487,7 @@ def test_an_audit_log_whose_reader_is_gone_stops_the_sandbox(tmp_path):
     script = f"{marker} & sleep 0.5; python3 -c 'import socket; socket.socket()'; echo survived"
     process = subprocess.Popen([*SOCKBOX, "run", "-p", "audit", "--log", str(fifo), "--",
                                 "sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    with open(fifo) as reader:  # opened, then closed unread
+    with open(fifo):  # opened, then closed unread
         pass
     out, err = process.communicate(timeout=30)
     assert process.returncode == 125, err

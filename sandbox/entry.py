@@ -1,0 +1,147 @@
+"""The `sockbox` command's entry point (the console script and `python -m sandbox`).
+
+Every command a sandbox wraps pays for the sandbox's start, and building the typer app
+costs more than all the rest of it (typer coerces each option through pydantic). So a
+plain `sockbox run` is parsed here, by a parser that knows only `run`'s options and
+their plain spellings; everything else (help, completion, other commands, clustered
+short options, a value it would have to convert) goes to the typer app in `cli`, which
+stays the one definition of the interface. tests/test_cli.py checks that the two parse
+every accepted command line alike.
+
+This is also the one place that turns errors into exit statuses: a SandboxError is one
+line on stderr and status 125, a command that cannot be executed 126 or 127.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+from .errors import ProfileError, SandboxError, UsageError
+
+STATUS_SANDBOX_ERROR = 125
+LOG_FORMATS = ("json", "text")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """`sockbox run`'s command line, parsed."""
+
+    command: tuple[str, ...]
+    profile: str = "offline"
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    log: str | None = None
+    log_format: str = "json"
+    quiet: bool = False
+    keep_fd: tuple[int, ...] = ()
+
+
+# Options that take a value, by every plain spelling, and the field each one fills.
+_VALUED = {"-p": "profile", "--profile": "profile", "--allow": "allow", "--deny": "deny",
+           "--log": "log", "--log-format": "log_format", "--keep-fd": "keep_fd"}
+_REPEATED = {"allow", "deny", "keep_fd"}
+
+
+def parse_run(args: list[str]) -> RunOptions | None:
+    """`run`'s options from a command line, or None where the typer app must parse it."""
+    if not args or args[0] != "run":
+        return None
+    fields: dict[str, object] = {"allow": [], "deny": [], "keep_fd": []}
+    rest = args[1:]
+    while rest and rest[0].startswith("-") and rest[0] != "-":
+        token = rest.pop(0)
+        if token == "--":
+            break
+        if token in ("-q", "--quiet"):
+            fields["quiet"] = True
+            continue
+        name, has_value, value = token.partition("=")
+        if not has_value and token.startswith("-p") and len(token) > 2:
+            name, has_value, value = "-p", True, token[2:]  # -pweb
+        if name not in _VALUED or (has_value and name == "-p" and token.startswith("-p=")):
+            return None
+        if not has_value:
+            if not rest:
+                return None
+            value = rest.pop(0)
+        field = _VALUED[name]
+        if field == "keep_fd":
+            if not (value.isascii() and value.isdigit()):
+                return None
+            fields[field].append(int(value))  # type: ignore[attr-defined]
+        elif field == "log_format" and value not in LOG_FORMATS:
+            return None
+        elif field in _REPEATED:
+            fields[field].append(value)  # type: ignore[attr-defined]
+        else:
+            fields[field] = value
+    if not rest:
+        return None
+    repeated = {key: tuple(fields.pop(key)) for key in _REPEATED}  # type: ignore[call-overload]
+    return RunOptions(tuple(rest), **repeated, **fields)  # type: ignore[arg-type]
+
+
+def start(options: RunOptions) -> int:
+    """Run the command as `options` say; the status `sockbox run` exits with."""
+    from . import runner
+    from .audit import Sink
+    from .profile import load_profile
+    from .spawn import ExecFailed
+
+    profile = load_profile(options.profile).with_inline_rules(options.allow, options.deny)
+    sinks = []
+    if options.log is not None:
+        sinks.append(Sink(_open_log(options.log), options.log_format))
+    elif not options.quiet:
+        sinks.append(Sink(sys.stderr, "text", denials_only=True))
+    try:
+        return runner.run(profile.with_hosts_resolved(), options.command, sinks,
+                          inheritance=runner.inheritance_from(options.keep_fd, os.environ))
+    except ExecFailed as error:
+        print(f"sockbox: {error}", file=sys.stderr)
+        return error.status
+
+
+def _open_log(path: str):
+    if path == "-":
+        return sys.stderr
+    try:
+        return open(path, "w", buffering=1)
+    except OSError as error:
+        raise UsageError(f"--log {path}: {error.strerror}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        options = parse_run(args)
+        if options is None:
+            from . import cli
+            return cli.main(args)
+        return start(options)
+    except Exception as error:
+        return failed(error)
+    except KeyboardInterrupt:
+        return fail("aborted")
+
+
+def failed(error: Exception) -> int:
+    """One line for what stopped sockbox, and status 125."""
+    if isinstance(error, ProfileError):
+        more = len(error.errors) - 1
+        suffix = f" (and {more} more: sockbox check {error.file})" if more > 0 else ""
+        return fail(error.errors[0] + suffix)
+    if isinstance(error, SandboxError):
+        if os.environ.get("SOCKBOX_DEBUG") and error.__cause__ is not None:
+            raise error
+        return fail(str(error))
+    if os.environ.get("SOCKBOX_DEBUG"):  # a bug of ours: still one line, the trace on request
+        raise error
+    return fail(f"internal error: {type(error).__name__}: {error} (SOCKBOX_DEBUG=1 shows where)")
+
+
+def fail(message: str) -> int:
+    print(f"sockbox: {message}", file=sys.stderr)
+    return STATUS_SANDBOX_ERROR
