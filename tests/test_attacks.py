@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import signal
 import socket
@@ -114,6 +115,68 @@ action = "allow"
     finally:
         allowed.close()
         denied.close()
+
+
+def symlinked_pair(base: Path) -> Path:
+    """BASE/allowed, BASE/denied, and BASE/link pointing at BASE/allowed."""
+    base.mkdir()
+    (base / "allowed").mkdir()
+    (base / "denied").mkdir()
+    os.symlink(base / "allowed", base / "link")
+    return base
+
+
+@pytest.mark.parametrize("bits", [64, 32])
+def test_swapping_a_symlink_under_a_bind_leaves_no_live_socket_in_a_denied_directory(
+        programs, tmp_path, bits):
+    # DIR/link flips between DIR/allowed and DIR/denied while the program binds at
+    # DIR/link/sock.N, each time a new N; only binds under */allowed/ are allowed. The
+    # supervisor binds with the program's own path, which the kernel resolves once more,
+    # so a flip in between can land the socket in DIR/denied: it must then end the
+    # sandbox before the program hears of it. Natively about half the binds land there.
+    tmp_path.chmod(0o755)
+    profile = write_profile(tmp_path, f"""
+[[rule]]
+calls = ["socket"]
+family = ["unix"]
+action = "allow"
+[[rule]]
+calls = ["bind"]
+path = ["{tmp_path}/*/allowed/*"]
+action = "allow"
+""")
+    race = programs("race", bits)
+
+    # The same road, left alone, works: each bind succeeds, its socket in DIR/allowed.
+    still = symlinked_pair(tmp_path / "still")
+    result = sockbox("run", "-q", "-p", profile, "--", race, "unix-bind", str(still), "still", "50")
+    assert result.stdout == "done 50 ok 50 refused 0 escaped 0\n", result.stdout + result.stderr
+    assert sorted(os.listdir(still / "allowed")) == sorted(f"sock.{i}" for i in range(50))
+    assert all((still / "allowed" / f"sock.{i}").is_socket() for i in range(50))
+    assert os.listdir(still / "denied") == []
+
+    flipped = symlinked_pair(tmp_path / "flipped")
+    result = sockbox("run", "-q", "-p", profile, "--", race, "unix-bind", str(flipped), "-", "2000",
+                     timeout=300)
+    landed = os.listdir(flipped / "denied")
+    if result.returncode == 0:
+        assert re.fullmatch(r"done 2000 ok [1-9]\d* refused \d+ escaped 0\n", result.stdout), \
+            result.stdout
+        assert landed == [], f"binds reached {landed}"
+        return
+    # A bind landed where it was not judged to: the sandbox ended at that bind, with
+    # one line saying so, before the program (or any other process) could use it.
+    assert result.returncode == 125, result.stdout + result.stderr
+    assert result.stdout == ""
+    breach = re.fullmatch(rf"sockbox: a bind to {re.escape(str(flipped))}/link/(sock\.\d+) reached "
+                          r"another place than the one judged: its path changed meanwhile; "
+                          r"every process in the sandbox was killed\n", result.stderr)
+    assert breach, result.stderr
+    assert landed == [breach[1]]  # that one bind, and no other
+    with socket.socket(socket.AF_UNIX) as client, pytest.raises(ConnectionRefusedError):
+        client.connect(str(flipped / "denied" / landed[0]))  # no one answers there
+    leftover = subprocess.run(["pgrep", "-f", str(flipped)], capture_output=True, check=False)
+    assert leftover.stdout == b""  # and no process of the sandbox lives on
 
 
 # --- 2. every road that carries a destination is checked ----------------------------------------

@@ -17,9 +17,14 @@
  *                    pointer flips between two sockaddrs
  *   unix DIR         unix stream connect to DIR/link/sock, where DIR/link is a symlink
  *                    the other thread keeps pointing at DIR/allowed and DIR/denied
+ *   unix-bind DIR    unix bind to DIR/link/sock.I (I: the attempt), DIR/link flipping
+ *                    as for unix; after each bind that succeeds, looks whether
+ *                    DIR/denied/sock.I exists, and counts it as escaped if it does
+ *                    (both unix modes: DENIED "still" leaves DIR/link alone)
  *   procmem          TCP connect; not a thread but another process (a forked child)
  *                    flips the port, writing into our memory through /proc/PID/mem
- * Prints "done N ok M refused K" (K counts calls that failed for any reason).
+ * Prints "done N ok M refused K" (K counts calls that failed for any reason), and for
+ * unix-bind " escaped E".
  */
 #define _GNU_SOURCE
 #define _FILE_OFFSET_BITS 64  /* /proc/PID/mem offsets are addresses, above 2 GiB in 32-bit builds */
@@ -56,11 +61,12 @@ struct shared {
 };
 static struct shared *sh;
 static const char *unix_dir;
+static int escaped;
 
 static void *flip(void *mode_arg) {
     const char *mode = mode_arg;
     char link[512], a[512], b[512], tmp[512];
-    if (!strcmp(mode, "unix")) {
+    if (!strncmp(mode, "unix", 4)) {
         snprintf(link, sizeof link, "%s/link", unix_dir);
         snprintf(tmp, sizeof tmp, "%s/link.tmp", unix_dir);
         snprintf(a, sizeof a, "%s/allowed", unix_dir);
@@ -68,7 +74,7 @@ static void *flip(void *mode_arg) {
     }
     for (unsigned i = 0; !atomic_load_explicit(&stop, memory_order_relaxed); i++) {
         int odd = i & 1;
-        if (!strcmp(mode, "unix")) {
+        if (!strncmp(mode, "unix", 4)) {
             unlink(tmp);
             if (symlink(odd ? b : a, tmp) == 0) rename(tmp, link);
         } else if (!strcmp(mode, "sendmsg-name")) {
@@ -102,7 +108,7 @@ static long socketcall(long call, void *args) {
 static long socketcall(long call, void *args) { return syscall(SYS_socketcall, call, args); }
 #endif
 
-static int attempt(const char *mode) {
+static int attempt(const char *mode, int i) {
     if (!strcmp(mode, "connect") || !strcmp(mode, "socketcall")) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         int r;
@@ -121,6 +127,19 @@ static int attempt(const char *mode) {
         snprintf(un.sun_path, sizeof un.sun_path, "%s/link/sock", unix_dir);
         int fd = socket(AF_UNIX, SOCK_STREAM, 0);
         int r = connect(fd, (void *)&un, sizeof un);
+        close(fd);
+        return r;
+    }
+    if (!strcmp(mode, "unix-bind")) {
+        /* A name of its own each time: no bind fails for an earlier one, and where
+         * each one landed stays to be seen. */
+        struct sockaddr_un un = {.sun_family = AF_UNIX};
+        char landed[512];
+        snprintf(un.sun_path, sizeof un.sun_path, "%s/link/sock.%d", unix_dir, i);
+        snprintf(landed, sizeof landed, "%s/denied/sock.%d", unix_dir, i);
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        int r = bind(fd, (void *)&un, sizeof un);
+        if (r == 0 && access(landed, F_OK) == 0) escaped++;
         close(fd);
         return r;
     }
@@ -145,7 +164,7 @@ static int attempt(const char *mode) {
 
 int main(int argc, char **argv) {
     if (argc != 5) {
-        fprintf(stderr, "usage: race MODE ALLOWED DENIED ITERATIONS (MODE unix: DIR as ALLOWED)\n");
+        fprintf(stderr, "usage: race MODE ALLOWED DENIED ITERATIONS (unix modes: DIR as ALLOWED)\n");
         return 98;
     }
     const char *mode = argv[1];
@@ -155,7 +174,7 @@ int main(int argc, char **argv) {
 #endif
               , -1, 0);
     if (sh == MAP_FAILED) { perror("mmap"); return 97; }
-    if (!strcmp(mode, "unix")) unix_dir = argv[2];
+    if (!strncmp(mode, "unix", 4)) unix_dir = argv[2];
     else { allowed = htons(atoi(argv[2])); denied = htons(atoi(argv[3])); }
     sh->target = loopback(allowed);
     sh->good = loopback(allowed);
@@ -172,6 +191,7 @@ int main(int argc, char **argv) {
 
     pthread_t flipper;
     pid_t writer = 0;
+    int flipping = 0;
     if (!strcmp(mode, "procmem")) {
         writer = fork();
         if (writer == 0) {
@@ -185,16 +205,18 @@ int main(int argc, char **argv) {
             }
         }
         mode = "connect";
-    } else {
-        pthread_create(&flipper, NULL, flip, (void *)mode);
+    } else if (!unix_dir || strcmp(argv[3], "still")) {
+        flipping = pthread_create(&flipper, NULL, flip, (void *)mode) == 0;
     }
     int iterations = atoi(argv[4]), ok = 0, refused = 0;
     for (int i = 0; i < iterations; i++) {
-        if (attempt(mode) == 0) ok++; else refused++;
+        if (attempt(mode, i) == 0) ok++; else refused++;
     }
     atomic_store(&stop, 1);
     if (writer) kill(writer, SIGKILL);
-    else pthread_join(flipper, NULL);
-    printf("done %d ok %d refused %d\n", iterations, ok, refused);
+    if (flipping) pthread_join(flipper, NULL);
+    printf("done %d ok %d refused %d", iterations, ok, refused);
+    if (!strcmp(mode, "unix-bind")) printf(" escaped %d", escaped);
+    printf("\n");
     return 0;
 }
