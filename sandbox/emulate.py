@@ -119,6 +119,8 @@ def needs_emulation(subject: Subject) -> bool:
 
 @dataclass(frozen=True)
 class Message:
+    """One message of a send, as read from the tracee: what the supervisor sends."""
+
     data: bytes | Unreadable
     control: Control
     destination: bytes | None
@@ -128,6 +130,8 @@ class Message:
 
 @dataclass(frozen=True)
 class Plan:
+    """A call as the supervisor will make it, with nothing left to read from the tracee."""
+
     name: str  # connect, bind or send
     sock: SocketCopy
     fd: int  # the tracee's descriptor
@@ -321,9 +325,8 @@ def _compat_control(pointer: int, length: int, stop: StopContext, memory) -> Con
     (EINVAL at a bad one, or when there is none), then ENOMEM when the native layout
     outgrows option memory, then the copy (EFAULT)."""
     spans = _compat_spans(pointer, length, memory)
-    native_length = sum(socket.CMSG_SPACE(cmsg_len - _COMPAT_CMSG.size) for _, cmsg_len in spans)
-    if not _fits_option_memory(native_length):
-        raise Malformed(errno.ENOMEM, f"{native_length} bytes of control data")
+    if spans is None:
+        raise Malformed(errno.ENOMEM, "control data beyond option memory")
     out = bytearray()
     pid_at: list[int] = []
     for offset, cmsg_len in spans:
@@ -337,11 +340,14 @@ def _compat_control(pointer: int, length: int, stop: StopContext, memory) -> Con
     return Control(bytes(out), tuple(pid_at))
 
 
-def _compat_spans(pointer: int, length: int, memory) -> list[tuple[int, int]]:
+def _compat_spans(pointer: int, length: int, memory) -> list[tuple[int, int]] | None:
     """Where each compat header starts and how long it says it is, walked as the kernel
     walks them: from the first while a header fits (and the pointer is not NULL), on to
-    any next one that starts within msg_controllen, even if it would not fit there."""
-    spans: list[tuple[int, int]] = []
+    any next one that starts within msg_controllen, even if it would not fit there.
+    None where the native layout would outgrow option memory: the walk goes on to the
+    end, for the EINVAL that comes first, but keeps nothing more."""
+    spans: list[tuple[int, int]] | None = []
+    headers, native_length = 0, 0
     offset = 0
     window, window_at = b"", 0
     walking = length >= _COMPAT_CMSG.size and pointer != 0
@@ -356,10 +362,16 @@ def _compat_spans(pointer: int, length: int, memory) -> list[tuple[int, int]]:
         (cmsg_len,) = struct.unpack_from("=I", window, offset - window_at)
         if not _COMPAT_CMSG.size <= cmsg_len <= length - offset:
             raise Malformed(errno.EINVAL, f"cmsg_len {cmsg_len} at offset {offset}")
-        spans.append((offset, cmsg_len))
+        headers += 1
+        if spans is not None:
+            native_length += socket.CMSG_SPACE(cmsg_len - _COMPAT_CMSG.size)
+            if _fits_option_memory(native_length):
+                spans.append((offset, cmsg_len))
+            else:
+                spans = None
         offset += (cmsg_len + 3) // 4 * 4
         walking = offset < length
-    if not spans:
+    if not headers:
         raise Malformed(errno.EINVAL, "no control message")
     return spans
 
