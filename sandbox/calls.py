@@ -82,8 +82,9 @@ def describe(name: str, abi: Abi, args: tuple[int, ...], memory: Memory, process
         options = name in OPTION_CALLS
         call = Call(name, alias=PLAIN_ALIAS.get(name) if plain else None,
                     family=socket[0], type=socket[1], protocol=socket[2],
-                    level=int32(args[1]) if options else None,
-                    option=int32(args[2]) if options else None, exe=exe)
+                    # as unsigned words, as profiles write them and the filter tests them
+                    level=args[1] & 0xFFFFFFFF if options else None,
+                    option=args[2] & 0xFFFFFFFF if options else None, exe=exe)
         return [Subject(call, args, fd)]
 
     # The address is read the way the socket's protocol reads it, so the socket comes

@@ -14,8 +14,15 @@ class ProfileError(SandboxError):
     def __init__(self, file: str, errors: list[tuple[str, str]]):
         self.file = file
         self.key = errors[0][0] if errors else ""
-        self.errors = [f"{file}: {key}: {what}" if key else f"{file}: {what}" for key, what in errors]
+        self.errors = [_one_line(f"{file}: {key}: {what}" if key else f"{file}: {what}")
+                       for key, what in errors]
         super().__init__("\n".join(self.errors))
+
+
+def _one_line(text: str) -> str:
+    """Each error on a line of its own, whatever a key or value holds."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode()
+                   for c in text)
 
 
 class UsageError(SandboxError):

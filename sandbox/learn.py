@@ -52,6 +52,8 @@ class Learner:
 
     def __call__(self, call: Call) -> None:
         self.count += 1
+        if call.name in ("socket", "socketpair") and not 0 <= (call.family or 0) <= 0xFFFF:
+            return  # refused by the kernel (EAFNOSUPPORT) whatever a profile allows
         if call.name in OPTION_CALLS and call.level is not None and call.option is not None:
             # One rule per call and level, listing the options used there.
             self.options[call.name, call.level].add(call.option)
@@ -78,7 +80,7 @@ class Learner:
 
     def profile(self, command: list[str]) -> str:
         lines = ["# Learned by `sockbox learn` from one run of:",
-                 f"#   {shlex.join(command)}",
+                 f"#   {_printable(shlex.join(command))}",
                  "# Every rule allows exactly what that run did; anything else is denied.",
                  "", "[profile]",
                  f"description = {_toml_string('learned from ' + shlex.join(command))}",
@@ -97,11 +99,13 @@ def _what_it_needs(call: Call) -> tuple[tuple[tuple[str, str], ...], str, str]:
     name = call.name
     if name in ("socket", "socketpair"):
         assert call.family is not None and call.type is not None
-        conditions = [("family", _names([names.family_name(call.family)])),
-                      ("type", _names([names.type_name(call.type)]))]
-        if call.family not in _COMMON_FAMILIES:  # netlink, packet...: the protocol matters
+        conditions = [("family", _names_or_numbers([names.family_name(call.family)])),
+                      ("type", _names_or_numbers([names.type_name(call.type)]))]
+        # netlink, packet...: the protocol matters, where a profile can name it (the
+        # kernel refuses a negative one, or takes its low 16 bits)
+        if call.family not in _COMMON_FAMILIES and 0 <= (call.protocol or 0) <= 0xFFFF:
             protocol = effective_protocol(call.family, call.type, call.protocol or 0)
-            conditions.append(("protocol", _names([names.protocol_name(call.family, protocol)])))
+            conditions.append(("protocol", _names_or_numbers([names.protocol_name(call.family, protocol)])))
         example = f"{names.family_name(call.family)} {names.type_name(call.type)}"
         return tuple(conditions), name, example
     if name in ADDRESS_CALLS:
@@ -123,28 +127,54 @@ def _destination(call: Call) -> tuple[tuple[tuple[str, str], ...], str, str]:
         return (("path", _names([_literal_glob(call.path)])),), call.name, call.path
     if isinstance(address, Unix) and address.abstract is not None:
         text = address.abstract.decode(errors="surrogateescape")
-        return (("abstract", _names([_literal_glob(text)])),), call.name, f"@{text}"
+        glob = _literal_glob(text)
+        if text[:1] in ("@", "\0"):  # as a class: profiles write names without these in front
+            glob = f"[{text[0]}]" + glob[1:]
+        return (("abstract", _names([glob])),), call.name, f"@{text}"
     if isinstance(address, Unspec):
         return (("family", '["unspec"]'),), call.name, "AF_UNSPEC (dissolving an association)"
     family = names.family_name(address.family)
     what = "an unnamed unix address" if isinstance(address, Unix) else f"a {family} address"
     if isinstance(address, Netlink):
         what = f"netlink pid {address.pid} groups {address.groups:#x}"
-    return (("family", _names([family])),), call.name, what
+    return (("family", _names_or_numbers([family])),), call.name, what
 
 
 def _literal_glob(text: str) -> str:
-    """A glob that matches `text` only: its *, ? and [ stand for themselves."""
-    return "".join(f"[{char}]" if char in "*?[" else char for char in text)
+    """A glob that matches `text` only: its *, ? and [ stand for themselves. A byte that
+    is not UTF-8 (held as a lone surrogate) cannot be written in TOML: `?` stands for it."""
+    return "".join(f"[{char}]" if char in "*?[" else "?" if _is_surrogate(char) else char
+                   for char in text)
 
 
 def _names(values: list[str]) -> str:
     return "[" + ", ".join(_toml_string(v) for v in values) + "]"
 
 
+def _names_or_numbers(values: list[str]) -> str:
+    """Families, types and protocols sockbox has no name for are numbers."""
+    return "[" + ", ".join(v if v.isdigit() else _toml_string(v) for v in values) + "]"
+
+
 def _toml_string(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-    return '"' + "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in escaped) + '"'
+    return '"' + _printable(escaped, surrogate="\ufffd") + '"'
+
+
+def _printable(text: str, surrogate: str | None = None) -> str:
+    """`text` with every character TOML cannot hold raw (line breaks above all, which
+    would end a comment and start a rule of the program's choosing) as a TOML escape.
+    A lone surrogate has no escape: it becomes `surrogate`, or in a comment its code."""
+    def escape(char: str) -> str:
+        code = ord(char)
+        if _is_surrogate(char) and surrogate is not None:
+            return surrogate
+        return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+    return "".join(char if char.isprintable() else escape(char) for char in text)
+
+
+def _is_surrogate(char: str) -> bool:
+    return 0xD800 <= ord(char) <= 0xDFFF
 
 
 def _in_order(calls: set[str]) -> list[str]:
@@ -159,7 +189,7 @@ def _order(draft: _Draft) -> tuple[int, str]:
 def _comment(draft: _Draft) -> list[str]:
     seen = "; ".join(f"{what} ({n} time{'s' if n > 1 else ''})" if n > 1 else what
                      for what, n in sorted(draft.seen.items()))
-    lines = [f"# learned from: {seen}"]
+    lines = [f"# learned from: {_printable(seen)}"]
     if draft.exes:
-        lines.append(f"# by: {', '.join(sorted(draft.exes))}")
+        lines.append(f"# by: {_printable(', '.join(sorted(draft.exes)))}")
     return lines

@@ -7,7 +7,6 @@ wrong` so that `sockbox check` can list them all. The rule shorthands of `--allo
 
 from __future__ import annotations
 
-import difflib
 import enum
 import functools
 import ipaddress
@@ -39,6 +38,8 @@ class LogLevel(enum.Enum):
 
 @dataclass(frozen=True)
 class Profile:
+    """A loaded profile: its rules in order and what happens when none matches."""
+
     name: str
     description: str
     default: Action
@@ -55,6 +56,8 @@ class Profile:
         except tomli.TOMLDecodeError as error:
             where = f"line {error.lineno}, column {error.colno}"
             raise ProfileError(source, [(where, error.msg)]) from None
+        except (ValueError, RecursionError) as error:  # Python's limits: huge integers, deep nesting
+            raise ProfileError(source, [("", f"not readable as TOML: {error}")]) from None
         return _Reader(source).profile(document, text)
 
     @classmethod
@@ -130,6 +133,12 @@ class Profile:
         return Profile(self.name, self.description, self.default, self.errno, self.log,
                        (*rules, *self.rules), self.source, self.text)
 
+    def with_inline_rules(self, allow: Iterable[str], deny: Iterable[str]) -> Profile:
+        """This profile with `--deny` and then `--allow` rules tried first."""
+        rules = [inline_rule(text, Action.DENY, f"--deny {text}") for text in deny]
+        rules += [inline_rule(text, Action.ALLOW, f"--allow {text}") for text in allow]
+        return self.with_rules_first(rules)
+
 
 def builtin_directory() -> Path:
     """Where the built-in profiles are: inside the installed package (the wheel maps
@@ -192,7 +201,8 @@ class _Reader:
         for key in header:
             if key not in _PROFILE_KEYS:
                 self.error(f"profile.{key}", _unknown("key", key, _PROFILE_KEYS))
-        if header.get("version", 1) != 1:
+        version = header.get("version", 1)
+        if type(version) is not int or version != 1:  # not true, not 1.0
             self.error("profile.version", f"version {header['version']!r} is not supported (only 1)")
 
         stem = Path(self.source).stem
@@ -315,7 +325,9 @@ class _Reader:
             return ALL_CALLS
         calls: set[str] = set()
         for item in value:
-            if item == "*":
+            if not isinstance(item, str):
+                self.error(where, f"{item!r} is not a call name")
+            elif item == "*":
                 calls |= ALL_CALLS
             elif item in ALL_CALLS:
                 calls.add(item)
@@ -340,6 +352,8 @@ class _Reader:
 
 
 def _unknown(what: str, value: Any, known: Iterable[str]) -> str:
+    import difflib  # only a profile with a mistake pays for it
+
     close = difflib.get_close_matches(str(value), list(known), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"unknown {what} {value!r}{hint}"
@@ -429,9 +443,9 @@ def parse_port(value: Any) -> PortRange:
     if isinstance(value, int) and not isinstance(value, bool):
         low = high = value
     elif isinstance(value, str) and value.count("-") == 1 and all(
-            part.strip().isdigit() for part in value.split("-")):
+            _decimal(part.strip()) for part in value.split("-")):
         low, high = (int(part) for part in value.split("-"))
-    elif isinstance(value, str) and value.strip().isdigit():
+    elif isinstance(value, str) and _decimal(value.strip()):
         low = high = int(value)
     else:
         raise ValueError(f'port must be a number or a "low-high" range, not {value!r}')
@@ -440,6 +454,10 @@ def parse_port(value: Any) -> PortRange:
     if low > high:
         raise ValueError(f"port range {value!r} runs backwards")
     return PortRange(low, high)
+
+
+def _decimal(text: str) -> bool:
+    return text.isascii() and text.isdigit()
 
 
 def _glob(value: Any, what: str) -> Glob:
@@ -457,6 +475,8 @@ def parse_path(value: Any) -> Glob:
 
 
 def parse_abstract(value: Any) -> Glob:
+    if value == "":  # the empty name is a name too
+        return Glob("")
     glob = _glob(value, "abstract")
     if value.startswith("@") or value.startswith("\0"):
         raise ValueError(f"abstract {value!r}: write the name without its leading NUL or @")

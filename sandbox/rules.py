@@ -11,6 +11,7 @@ import functools
 import ipaddress
 import os
 import re
+import warnings
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Sequence, Union
 
@@ -53,7 +54,13 @@ class Glob:
 
     def __init__(self, pattern: str):
         self.pattern = pattern
-        self._regex = re.compile(_glob_to_regex(pattern), re.DOTALL)
+        try:
+            with warnings.catch_warnings():
+                # "--" in a class: a set operation in some future Python, a range today
+                warnings.simplefilter("ignore", FutureWarning)
+                self._regex = re.compile(_glob_to_regex(pattern), re.DOTALL)
+        except re.error as error:  # a class the regex engine refuses, as [z-a]
+            raise ValueError(f"glob {pattern!r}: {error.msg}") from None
 
     def matches(self, text: str) -> bool:
         return self._regex.fullmatch(text) is not None
@@ -109,6 +116,8 @@ def _class_end(pattern: str, start: int) -> int:
 
 @dataclass(frozen=True)
 class PortRange:
+    """An inclusive range of ports."""
+
     low: int
     high: int
 
@@ -149,6 +158,8 @@ class Option:
 
 @dataclass(frozen=True)
 class Rule:
+    """One rule of a profile: the conditions a call must meet, and the action."""
+
     label: str  # "web.toml:rule[2]" (1-based), as the audit record names it
     calls: frozenset[str]
     action: Action
@@ -212,6 +223,8 @@ class Call:
 
 @dataclass(frozen=True)
 class Verdict:
+    """What a profile decided for a call, and which rule decided it."""
+
     action: Action
     errno: int
     rule: Rule | None  # None: the profile's default decided

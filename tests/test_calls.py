@@ -652,6 +652,26 @@ def test_sendmsg_unreadable_name_is_efault(abi):
     raises_errno(errno.EFAULT, run, tracee, "sendmsg", (FD, pointer, FLAGS))
 
 
+MSG_CMSG_COMPAT = 0x80000000
+
+
+@pytest.mark.parametrize("name, flags_at", [("sendmsg", 2), ("recvmsg", 2), ("sendmmsg", 3),
+                                            ("recvmmsg", 3)])
+def test_msg_cmsg_compat_from_a_native_call_is_einval_before_anything_else(name, flags_at):
+    # Only the kernel's compat entry may ask for 32-bit control messages; a native call
+    # asking is refused before its descriptor or memory is looked at.
+    tracee = Tracee(Abi.X86_64)
+    process = FakeProcess(socket_errno=errno.EBADF)
+    args = [FD, UNMAPPED[Abi.X86_64], 1, 0]
+    args[flags_at] = MSG_CMSG_COMPAT
+    raises_errno(errno.EINVAL, run, tracee, name, tuple(args), process, True)
+    assert process.queried == [] and tracee.memory.reads == []
+    # From an i386 call the flag is the kernel's own marking, and the call goes on.
+    tracee = Tracee(Abi.I386)
+    args[1] = tracee.message(DEST4)
+    assert run(tracee, name, tuple(args))
+
+
 def test_sendmsg_header_cut_short_by_unmapped_memory_is_efault():
     tracee = Tracee(Abi.X86_64)
     pointer = tracee.place(tracee.msghdr()[:40])
@@ -787,3 +807,186 @@ def test_sendto_unspec_on_an_inet6_socket_is_not_ipv4(sock_type, protocol):
         assert isinstance(call.address, Inet6) and call.address.address == V6("2001:db8::1")
     else:
         assert call.address is None and call.alias == "send"
+
+
+# --- fuzzing (issue 6, item 4) -----------------------------------------------------------
+# describe() on any arguments, over a memory of random regions (holding random bytes,
+# pointers into each other, lengths, sockaddrs and msghdrs), for any socket: it returns
+# subjects or raises Malformed with a kernel errno, nothing else. The same through
+# socketcall's argument array. FUZZ_EXAMPLES=N runs N examples (default 500).
+# (Imported here with the section, leaving the head of the file to its other editors.)
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sandbox.abi import ARGS, socketcall_nargs
+from sandbox.calls import MSG_CMSG_COMPAT as CMSG_COMPAT
+from sandbox.decode import UIO_MAXIOV, decode_words, mmsghdr_size, msghdr_size
+from sandbox.profile import load_profile
+
+FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "500")), deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+# What describe may refuse a call with: a bad pointer, a bad length or flag, too many
+# iovecs, or a descriptor that is no socket.
+DESCRIBE_ERRNOS = {errno.EFAULT, errno.EINVAL, errno.EMSGSIZE, errno.EBADF, errno.ENOTSOCK}
+FUZZ_PROFILES = [load_profile(name) for name in ("web", "localhost", "offline", "server", "audit")]
+_FAMILIES = [AF_UNSPEC, AF_UNIX, AF_INET, AF_INET6, AF_NETLINK, 17, 0xFFFF]
+
+
+def _word(abi: Abi, value: int) -> bytes:
+    return struct.pack("=Q" if abi is Abi.X86_64 else "=I", value & abi.word_mask)
+
+
+@st.composite
+def fuzz_tracees(draw, abi: Abi) -> tuple[FakeMemory, list[tuple[int, bytes]], list[int], list[int]]:
+    """A memory of random regions: sockaddrs each in its own region, a vector of
+    (mmsg)hdrs naming them (or anything), and regions of random chunks. Also the
+    addresses worth pointing at (region starts) and the lengths worth passing."""
+    pages = draw(st.lists(st.integers(1, (abi.word_mask >> 12) - 0x400), min_size=6, max_size=9, unique=True))
+    bases = [page << 12 for page in pages]
+    raw_sockaddrs = draw(st.lists(st.builds(
+        lambda fam, body: struct.pack("=H", fam) + body,
+        st.sampled_from([AF_INET, AF_INET6, AF_UNIX] * 2 + _FAMILIES),
+        st.one_of(st.binary(min_size=14, max_size=26), st.binary(max_size=126))), min_size=1, max_size=3))
+    memory = FakeMemory()
+    for base, raw in zip(bases, raw_sockaddrs):
+        memory.put(base, raw)
+    named = bases[:len(raw_sockaddrs)]
+    lengths = sorted({len(raw) for raw in raw_sockaddrs} | {0, 2, 16, 28, 110, 128, 129})
+    pointers = st.one_of(st.sampled_from(named), st.sampled_from(bases),
+                         st.builds(lambda base, offset: base + offset, st.sampled_from(bases), st.integers(0, 256)),
+                         st.sampled_from([0, UNMAPPED[abi]]))
+    namelens = st.one_of(st.sampled_from(lengths), st.sampled_from(lengths),
+                         st.integers(-(2**31), 2**31 - 1))
+
+    def header(name: int, namelen: int, iovlen: int) -> bytes:
+        if abi is Abi.X86_64:
+            raw = struct.pack("=Qi4xQQQQi4x", name, namelen, 0x1000, iovlen, 0, 0, 0)
+        else:
+            raw = struct.pack("=IiIIIIi", name, namelen, 0x1000, iovlen & 0xFFFFFFFF, 0, 0, 0)
+        return raw + bytes(mmsghdr_size(abi) - msghdr_size(abi))  # msg_len (and padding)
+
+    iovlens = st.one_of(st.integers(0, 2), st.integers(0, 2), st.sampled_from([1024, 1025]),
+                        st.integers(0, 2**64 - 1))
+    headers = st.one_of(  # naming a sockaddr in memory, or anything
+        st.builds(lambda pair, iovlen: header(pair[0], len(pair[1]), iovlen),
+                  st.sampled_from(list(zip(named, raw_sockaddrs))), iovlens),
+        st.builds(header, pointers, namelens, iovlens))
+    # A vector of mmsghdrs, now and then one longer than sendmmsg's cap, maybe cut short.
+    vector = b"".join(draw(st.lists(headers, min_size=1, max_size=6)))
+    if draw(st.integers(0, 5)) == 0:
+        vector *= (UIO_MAXIOV + 8) // (len(vector) // mmsghdr_size(abi)) + 1
+    vector = vector[:len(vector) - draw(st.sampled_from([0, 0, 0, 1, 8, mmsghdr_size(abi) // 2]))]
+    memory.put(bases[len(raw_sockaddrs)], vector)
+    chunks = st.one_of(st.binary(min_size=1, max_size=64), pointers.map(lambda p: _word(abi, p)),
+                       namelens.map(lambda n: struct.pack("=i", n)), headers)
+    for base in bases[len(raw_sockaddrs) + 1:]:
+        memory.put(base, b"".join(draw(st.lists(chunks, min_size=1, max_size=6))))
+    return memory, list(zip(named, raw_sockaddrs)), [*named, bases[len(raw_sockaddrs)]], lengths
+
+
+def fuzz_words(abi: Abi, pointers: list[int], lengths: list[int]):
+    """Argument words: pointers into the memory, lengths of what is there, small
+    numbers, anything (with garbage above the ABI's word, which describe must ignore)."""
+    return st.one_of(
+        st.sampled_from(pointers), st.sampled_from(lengths),
+        st.builds(lambda base, offset: base + offset, st.sampled_from(pointers), st.integers(0, 128)),
+        st.sampled_from([0, 1, 2, 3, 5, 1024, 1025, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 2**64 - 1,
+                         UNMAPPED[abi]]),
+        st.integers(0, 2**64 - 1),
+    )
+
+
+@st.composite
+def fuzz_args(draw, abi: Abi, name: str, tracee, count: int) -> tuple[int, ...]:
+    """`count` argument words: each anything, or (mostly) of the kind its place wants,
+    an address and its length often those of one sockaddr in memory."""
+    _, sockaddrs, pointers, lengths = tracee
+    anything = fuzz_words(abi, pointers, lengths)
+    address, raw = draw(st.sampled_from(sockaddrs))
+    vector = pointers[len(sockaddrs)]  # the (mmsg)hdrs
+    kinds = {
+        "addr": st.one_of(st.just(address), st.just(address), st.just(address), st.sampled_from(pointers)),
+        "msg": st.one_of(st.just(vector), st.just(vector), st.sampled_from(pointers)),
+        "msgvec": st.one_of(st.just(vector), st.just(vector), st.sampled_from(pointers)),
+        "addrlen": st.one_of(st.just(len(raw)), st.just(len(raw)), st.just(len(raw)), st.sampled_from(lengths)),
+        "vlen": st.sampled_from([0, 1, 2, 3, 6, 1024, 1025, 2**32 + 2, 0xFFFFFFFF]),
+        "flags": st.sampled_from([0, 0, 0x40, CMSG_COMPAT]), "fd": st.sampled_from([0, 3, FD, 2**32 + 3]),
+    }
+    places = [*ARGS[name], *[""] * (count - len(ARGS[name]))][:count]
+    return tuple(draw(st.one_of(*[kinds.get(place, anything)] * 5, anything)) for place in places)
+
+
+@st.composite
+def fuzz_processes(draw, tracee) -> FakeProcess:
+    """A socket of any kind, often of the family of a sockaddr in memory."""
+    families = sorted({struct.unpack_from("=H", raw)[0] for _, raw in tracee[1]})
+    family = draw(st.sampled_from([*families, *families, *_FAMILIES, AF_INET, AF_INET6, AF_UNIX]))
+    sock_type = draw(st.one_of(st.sampled_from([SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, 5, SOCK_DGRAM | 0o4000]),
+                               st.integers(0, 2**31 - 1)))
+    protocol = draw(st.sampled_from([0, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6]))
+    socket_errno = draw(st.sampled_from([None] * 6 + [errno.EBADF, errno.ENOTSOCK]))
+    return FakeProcess(info=(family, sock_type, protocol), socket_errno=socket_errno)
+
+
+FUZZ_NAMES = st.sampled_from([*SUBCALLS, *sorted(ADDRESS_CALLS) * 3])
+
+
+def check_described(name: str, abi: Abi, args: tuple[int, ...], describe_it) -> None:
+    try:
+        subjects = describe_it()
+    except Malformed as error:
+        assert error.errno in DESCRIBE_ERRNOS, (error.errno, error)
+        return
+    assert isinstance(subjects, list) and subjects
+    masked = tuple(a & abi.word_mask for a in args)
+    for subject in subjects:
+        assert isinstance(subject, Subject)
+        assert subject.call.name == name and subject.args == masked
+        assert subject.fd == (None if name in ("socket", "socketpair") else int32(masked[0]))
+        if subject.call.address is not None:
+            assert subject.raw_address is not None
+            assert subject.call.family == subject.call.address.family
+        if subject.call.path is not None:
+            assert isinstance(subject.call.address, Unix) and subject.call.path.startswith("/")
+    for subject in subjects[:8]:
+        for profile in FUZZ_PROFILES:  # what the supervisor does next
+            assert profile.decide(subject.call).errno >= 1
+    if name == "sendmmsg":
+        vlen = masked[2] & 0xFFFFFFFF
+        assert len(subjects) <= max(1, min(vlen, UIO_MAXIOV))  # vlen 0: one plain subject
+        if vlen == 0:
+            assert subjects[0].call.alias == "send" and subjects[0].call.address is None
+    else:
+        assert len(subjects) == 1
+
+
+@FUZZ
+@given(data=st.data(), abi=st.sampled_from(ABIS), name=FUZZ_NAMES, needs_socket=st.booleans())
+def test_fuzz_describe(data, abi, name, needs_socket):
+    tracee = data.draw(fuzz_tracees(abi))
+    process = data.draw(fuzz_processes(tracee))
+    args = data.draw(fuzz_args(abi, name, tracee, 6))
+    check_described(name, abi, args, lambda: describe(name, abi, args, tracee[0], process, needs_socket))
+
+
+@FUZZ
+@given(data=st.data(), name=FUZZ_NAMES, needs_socket=st.booleans())
+def test_fuzz_describe_through_socketcall(data, name, needs_socket):
+    # As the supervisor does for socketcall(2): copy nargs 32-bit words from the array
+    # the second argument points to (EFAULT if it cannot), then describe those.
+    tracee = data.draw(fuzz_tracees(Abi.I386))
+    memory, process = tracee[0], data.draw(fuzz_processes(tracee))
+    words = [word & 0xFFFFFFFF for word in data.draw(fuzz_args(Abi.I386, name, tracee, socketcall_nargs(name)))]
+    array = memory.put(max(memory.regions) + 0x200000, struct.pack(f"={len(words)}I", *words))  # apart
+    pointer = data.draw(st.sampled_from([array, array, array + 1, array + 4, UNMAPPED[Abi.I386]]))
+    try:
+        args = decode_words(memory.read(pointer, 4 * socketcall_nargs(name)))
+    except Malformed as error:
+        assert error.errno == errno.EFAULT and pointer != array
+        return
+    assert len(args) == socketcall_nargs(name)
+    if pointer == array:
+        assert list(args) == words
+    check_described(name, Abi.I386, args,
+                    lambda: describe(name, Abi.I386, args, memory, process, needs_socket))

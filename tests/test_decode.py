@@ -527,3 +527,40 @@ def test_decode_msghdr_never_raises_anything_but_malformed(data, abi):
     assert 0 <= header.namelen <= decode.SOCKADDR_STORAGE_SIZE
     assert header.iovlen <= decode.UIO_MAXIOV
     assert header.name != 0 or header.namelen == 0
+
+
+# --- fuzzing what the existing property tests above leave out (issue 6, item 4) -----------
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.binary(max_size=40))
+def test_decode_words_of_any_bytes(raw):
+    # socketcall's argument array: whole 32-bit words, host order, unsigned; a partial
+    # trailing word is not read.
+    words = decode_words(raw)
+    assert len(words) == len(raw) // 4
+    assert all(0 <= word <= 0xFFFFFFFF for word in words)
+    assert struct.pack(f"={len(words)}I", *words) == raw[:len(words) * 4]
+
+
+@settings(max_examples=500, deadline=None)
+@given(raw=_sockaddrs,
+       family=st.one_of(st.integers(0, 0xFFFF), st.sampled_from([AF_UNSPEC, AF_UNIX, AF_INET, AF_INET6, AF_NETLINK])),
+       sock_type=st.one_of(st.integers(0, 2**32 - 1), st.sampled_from([SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, 5])),
+       call=st.sampled_from(["bind", "connect", "sendto", "sendmsg", "sendmmsg"]))
+def test_decode_for_any_socket_and_call(raw, family, sock_type, call):
+    # Any family the socket may report (not just the ones sockbox decodes), any type
+    # with its flags, every call that carries an address.
+    try:
+        address = decode_for_socket(raw, family, sock_type, call)
+    except Malformed as error:
+        assert error.errno == errno.EINVAL
+        return
+    assert address is None or isinstance(address, ADDRESS_TYPES)
+    sa_family = struct.unpack_from("=H", raw)[0] if len(raw) >= 2 else None
+    if call == "connect" and sa_family == AF_UNSPEC:
+        assert isinstance(address, Unspec)
+    if family not in (AF_INET, AF_INET6, AF_UNIX, AF_NETLINK) and sa_family != AF_UNSPEC:
+        assert address == Unknown(family, raw[2:])  # read as the socket's own, whatever sa_family says
+    if isinstance(address, (Inet4, Inet6, Unix, Netlink)):
+        assert address.family in (family, AF_INET)  # an inet6 socket reads AF_INET as IPv4
