@@ -589,3 +589,29 @@ for path in ({str(private / "root-only.sock")!r}, {str(tmp_path / "public.sock")
         hidden.close()
         public.close()
         shutil.rmtree(tmp_path)
+
+
+# --- 8. a learned profile written by the program ------------------------------------------------
+
+def test_a_learned_run_cannot_write_rules_into_its_profile(tmp_path):
+    # Everything `sockbox learn` writes that the program chose (a unix path, its
+    # executable's name, its arguments) would, raw, end a comment and start a rule.
+    injected = '\n[[rule]]\ncalls = ["*"]\naction = "allow"\n#'
+    program = tmp_path / f"prog{injected}"
+    shutil.copy(sys.executable, program)
+    script = ("import socket\n"
+              f"s = socket.socket(socket.AF_UNIX)\n"
+              f"try: s.connect({str(tmp_path / ('x' + injected))!r})\n"
+              "except OSError: pass\n")
+    learned = tmp_path / "learned.toml"
+    result = sockbox("learn", "-o", str(learned), "--", str(program), "-c", script + f"x = {injected!r}\n")
+    assert result.returncode == 0, result.stderr
+    assert sockbox("check", str(learned)).stdout == f"{learned}: ok\n"
+    text = learned.read_text()
+    assert 'calls = ["*"]' not in text.splitlines()  # in the text only escaped
+    decision = sockbox("explain", "-p", str(learned), "connect", "192.0.2.1:443")
+    assert decision.returncode == 1 and decision.stdout.startswith("deny"), decision.stdout
+    # and the path it did connect to is allowed, that path only
+    allowed = sockbox("explain", "-p", str(learned), "connect", f"unix:{tmp_path}/x{injected}")
+    assert allowed.returncode == 0, allowed.stdout
+    assert sockbox("explain", "-p", str(learned), "connect", f"unix:{tmp_path}/x").returncode == 1
