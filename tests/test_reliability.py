@@ -224,8 +224,11 @@ for _ in range(20):
     time.sleep(0.01)
 print("done", flush=True)
 """
+    # A process group of its own under ours, as a shell's job: the kernel discards
+    # SIGTSTP sent to an orphaned process group, as this one could be otherwise.
     process = subprocess.Popen([*sandboxed("localhost"), sys.executable, "-c", code],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                               process_group=0)
     pid = int(process.stdout.readline())
     process.stdin.write("go\n")
     process.stdin.flush()
