@@ -17,7 +17,8 @@ _WHERE = {"Result": "api", "run": "api", "Event": "audit", "Profile": "profile",
           "load_profile": "profile", "ProfileError": "errors", "SandboxError": "errors",
           "SupervisorError": "errors", "UnsupportedKernel": "errors", "UsageError": "errors"}
 
-__all__ = [*_WHERE, "__version__"]
+__all__ = ["Event", "Profile", "ProfileError", "Result", "SandboxError", "SupervisorError",
+           "UnsupportedKernel", "UsageError", "__version__", "load_profile", "run"]
 
 if TYPE_CHECKING:
     from .api import Result, run

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from typing import IO
 
 from .errors import ProfileError, SandboxError, UsageError
 
@@ -38,49 +39,56 @@ class RunOptions:
     keep_fd: tuple[int, ...] = ()
 
 
-# Options that take a value, by every plain spelling, and the field each one fills.
+# Options that take a value, by every plain spelling.
 _VALUED = {"-p": "profile", "--profile": "profile", "--allow": "allow", "--deny": "deny",
            "--log": "log", "--log-format": "log_format", "--keep-fd": "keep_fd"}
-_REPEATED = {"allow", "deny", "keep_fd"}
 
 
 def parse_run(args: list[str]) -> RunOptions | None:
     """`run`'s options from a command line, or None where the typer app must parse it."""
     if not args or args[0] != "run":
         return None
-    fields: dict[str, object] = {"allow": [], "deny": [], "keep_fd": []}
+    profile, log, log_format, quiet = "offline", None, "json", False
+    allow: list[str] = []
+    deny: list[str] = []
+    keep_fd: list[int] = []
     rest = args[1:]
     while rest and rest[0].startswith("-") and rest[0] != "-":
         token = rest.pop(0)
         if token == "--":
             break
         if token in ("-q", "--quiet"):
-            fields["quiet"] = True
+            quiet = True
             continue
-        name, has_value, value = token.partition("=")
-        if not has_value and token.startswith("-p") and len(token) > 2:
-            name, has_value, value = "-p", True, token[2:]  # -pweb
-        if name not in _VALUED or (has_value and name == "-p" and token.startswith("-p=")):
-            return None
-        if not has_value:
-            if not rest:
-                return None
-            value = rest.pop(0)
-        field = _VALUED[name]
-        if field == "keep_fd":
-            if not (value.isascii() and value.isdigit()):
-                return None
-            fields[field].append(int(value))  # type: ignore[attr-defined]
-        elif field == "log_format" and value not in LOG_FORMATS:
-            return None
-        elif field in _REPEATED:
-            fields[field].append(value)  # type: ignore[attr-defined]
+        if token.startswith("-p") and len(token) > 2 and token[2] != "=":
+            name, value = "-p", token[2:]  # -pweb
         else:
-            fields[field] = value
+            name, has_value, value = token.partition("=")
+            if name == "-p" and has_value:
+                return None  # typer reads "-p=web" as the profile "=web"
+            if not has_value:
+                if not rest:
+                    return None
+                value = rest.pop(0)
+        option = _VALUED.get(name)
+        if option == "profile":
+            profile = value
+        elif option == "allow":
+            allow.append(value)
+        elif option == "deny":
+            deny.append(value)
+        elif option == "log":
+            log = value
+        elif option == "log_format" and value in LOG_FORMATS:
+            log_format = value
+        elif option == "keep_fd" and value.isascii() and value.isdigit():
+            keep_fd.append(int(value))
+        else:
+            return None
     if not rest:
         return None
-    repeated = {key: tuple(fields.pop(key)) for key in _REPEATED}  # type: ignore[call-overload]
-    return RunOptions(tuple(rest), **repeated, **fields)  # type: ignore[arg-type]
+    return RunOptions(tuple(rest), profile, tuple(allow), tuple(deny), log, log_format, quiet,
+                      tuple(keep_fd))
 
 
 def start(options: RunOptions) -> int:
@@ -104,7 +112,7 @@ def start(options: RunOptions) -> int:
         return error.status
 
 
-def _open_log(path: str):
+def _open_log(path: str) -> IO[str]:
     if path == "-":
         return sys.stderr
     try:

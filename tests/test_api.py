@@ -106,3 +106,10 @@ def test_errors_are_sandbox_errors(tmp_path):
     assert (raised.value.file, raised.value.key) == (str(bad), "rule[1].family")
     with pytest.raises(sandbox.ProfileError):
         sandbox.load_profile("no-such-profile")
+
+
+def test_every_public_name_resolves():
+    # The package loads its names on first use; each one must be there.
+    import sandbox
+    assert {name: getattr(sandbox, name) for name in sandbox.__all__}
+    assert sandbox.run is sandbox.api.run and sandbox.Profile is sandbox.profile.Profile
