@@ -102,8 +102,10 @@ class Supervisor:
                     break
                 # Serve every stop already waiting before waiting again: waitpid(-1)
                 # reports the earliest-attached tracee first, so a thread that stops
-                # again at once would otherwise keep the others waiting.
-                for pid, status in [first, *_ptrace.waiting_events()]:
+                # again at once would otherwise keep the others waiting (alone, it has
+                # no others: the extra waitpid is spared).
+                waiting = _ptrace.waiting_events() if len(self.tracees) > 1 else []
+                for pid, status in [first, *waiting]:
                     try:
                         self.handle(pid, status)
                     except _ptrace.TraceeGone:
@@ -193,7 +195,7 @@ class Supervisor:
         quiet = self.running_again.pop(tid, None) == (info.instruction_pointer, info.nr)
         if not quiet:
             self.give_up_at.pop(tid, None)  # a call of its own, not one running again
-        args = tuple(map(abi.word_mask.__and__, info.args))
+        args = info.args  # masked to the ABI's word by describe()
         name, via = syscall.call, Via.DIRECT
         memory = _ptrace.TraceeMemory(tid)
         known = self.known.get(tid)
@@ -202,11 +204,11 @@ class Supervisor:
         stop = StopContext(tid, known)
         try:
             if name == SOCKETCALL:
-                name, via = subcall_name(args[0]), Via.SOCKETCALL
+                name, via = subcall_name(args[0] & abi.word_mask), Via.SOCKETCALL
                 if name is None:
                     _ptrace.cont(tid)  # the kernel refuses an unknown subcall with EINVAL
                     return
-                args = decode_words(memory.read(args[1], 4 * socketcall_nargs(name)))
+                args = decode_words(memory.read(args[1] & abi.word_mask, 4 * socketcall_nargs(name)))
             subjects = describe(name, abi, args, memory, stop, self._needs_socket[name])
             subject, verdict = self.judge(subjects)
             if not quiet:
