@@ -4,6 +4,7 @@ run `sockbox` as a user would (a separate process, its real exit status)."""
 from __future__ import annotations
 
 import os
+import pty
 import shutil
 import socket
 import subprocess
@@ -59,6 +60,33 @@ def sockbox(*args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedPr
 @pytest.fixture
 def run_sockbox():
     return sockbox
+
+
+class Terminal:
+    """`sockbox ARGS...` on a pseudo-terminal of its own, as a user at a shell runs it."""
+
+    def __init__(self, *args: str):
+        self.pid, self.master = pty.fork()
+        if self.pid == 0:  # pragma: no cover - the child becomes sockbox
+            os.execv(sys.executable, [*SOCKBOX, *args])
+        self.output = b""
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.master, keys)
+
+    def read_until(self, token: bytes, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while token not in self.output:
+            assert time.monotonic() < deadline, self.output.decode(errors="replace")
+            try:
+                self.output += os.read(self.master, 4096)
+            except OSError:
+                break
+
+    def exit_status(self) -> int:
+        _, status = os.waitpid(self.pid, 0)
+        os.close(self.master)
+        return os.WEXITSTATUS(status)
 
 
 # --- loopback servers --------------------------------------------------------------------

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SOCKBOX, TESTS, sockbox, write_profile
+from conftest import SOCKBOX, TESTS, Terminal, sockbox, write_profile
 
 FUZZ_SEEDS = int(os.environ.get("SOCKBOX_FUZZ_SEEDS", "4"))
 FUZZ_CALLS = 4000
@@ -244,38 +244,19 @@ print("done", flush=True)
 
 
 def test_ctrl_z_stops_a_job_of_an_interactive_shell_and_fg_resumes_it():
-    import pty
-
-    pid, master = pty.fork()
-    if pid == 0:  # pragma: no cover - the child becomes sockbox
-        os.execv(sys.executable, [*SOCKBOX, "run", "-p", "localhost", "--",
-                                  "bash", "--norc", "--noprofile", "-i"])
-    output = b""
-
-    def read_until(token: bytes, timeout: float = 20) -> None:
-        nonlocal output
-        deadline = time.monotonic() + timeout
-        while token not in output:
-            assert time.monotonic() < deadline, output.decode(errors="replace")
-            try:
-                output += os.read(master, 4096)
-            except OSError:
-                break
-
+    shell = Terminal("run", "-p", "localhost", "--", "bash", "--norc", "--noprofile", "-i")
     script = "import socket, time; time.sleep(1.5); socket.socket(); print('woke-' + str(6 * 7))"
-    os.write(master, f"{sys.executable} -c \"{script}\"\n".encode())
+    shell.type(f"{sys.executable} -c \"{script}\"\n".encode())
     time.sleep(0.7)
-    os.write(master, b"\x1a")  # Ctrl-Z
-    read_until(b"Stopped")
-    os.write(master, b"jobs -l; echo listed-$((1 + 1))\n")
-    read_until(b"listed-2")
-    assert b"woke-42" not in output
-    os.write(master, b"fg\n")
-    read_until(b"woke-42")
-    os.write(master, b"exit 3\n")
-    _, status = os.waitpid(pid, 0)
-    os.close(master)
-    assert os.WEXITSTATUS(status) == 3
+    shell.type(b"\x1a")  # Ctrl-Z
+    shell.read_until(b"Stopped")
+    shell.type(b"jobs -l; echo listed-$((1 + 1))\n")
+    shell.read_until(b"listed-2")
+    assert b"woke-42" not in shell.output
+    shell.type(b"fg\n")
+    shell.read_until(b"woke-42")
+    shell.type(b"exit 3\n")
+    assert shell.exit_status() == 3
 
 
 @pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM])

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import UnixServer, sockbox, write_profile
+from conftest import Terminal, UnixServer, sockbox, write_profile
 
 # How a socket call enters the kernel (see tests/c/netprobe.c). From a 32-bit build,
 # "syscall" already is the direct i386 syscall, so "int80" would repeat it.
@@ -397,35 +397,17 @@ def test_descendants_outliving_the_command_are_still_supervised(programs, tcp_se
 
 
 def test_terminal_passes_through_to_an_interactive_shell(tmp_path):
-    import pty
-
-    pid, master = pty.fork()
-    if pid == 0:  # pragma: no cover - the child becomes sockbox
-        os.execv(sys.executable, [sys.executable, "-m", "sandbox", "run", "--", "bash", "--norc", "--noprofile", "-i"])
-    output = b""
-
-    def read_until(token: bytes, timeout: float = 20) -> None:
-        nonlocal output
-        deadline = time.monotonic() + timeout
-        while token not in output:
-            assert time.monotonic() < deadline, output.decode(errors="replace")
-            try:
-                output += os.read(master, 4096)
-            except OSError:
-                break
-
-    os.write(master, b"test -t 0 && test -t 1 && echo tty-$((6 * 7))\n")
-    read_until(b"tty-42")
-    os.write(master, b"sleep 30\n")
+    shell = Terminal("run", "--", "bash", "--norc", "--noprofile", "-i")
+    shell.type(b"test -t 0 && test -t 1 && echo tty-$((6 * 7))\n")
+    shell.read_until(b"tty-42")
+    shell.type(b"sleep 30\n")
     time.sleep(0.5)
-    os.write(master, b"\x03")  # Ctrl-C: the shell's job dies, the shell and sockbox live
-    os.write(master, b"echo after-$((2 + 3))\n")
-    read_until(b"after-5")
-    os.write(master, b"exit 4\n")
-    read_until(b"exit")
-    _, status = os.waitpid(pid, 0)
-    os.close(master)
-    assert os.WEXITSTATUS(status) == 4
+    shell.type(b"\x03")  # Ctrl-C: the shell's job dies, the shell and sockbox live
+    shell.type(b"echo after-$((2 + 3))\n")
+    shell.read_until(b"after-5")
+    shell.type(b"exit 4\n")
+    shell.read_until(b"exit")
+    assert shell.exit_status() == 4
 
 
 def test_works_for_an_unprivileged_user(programs, tcp_server, tmp_path):
