@@ -167,6 +167,25 @@ def tcp_server():
 
 
 @pytest.fixture
+def full_listener():
+    """A listener whose accept queue is full, so that a connect to it blocks."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    for _ in range(8):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(listener.getsockname())
+        fillers.append(filler)
+    time.sleep(0.3)
+    yield listener.getsockname()[1]
+    for sock in fillers:
+        sock.close()
+    listener.close()
+
+
+@pytest.fixture
 def tcp6_server():
     server = TcpServer(socket.AF_INET6, "::1")
     yield server

@@ -32,6 +32,8 @@
  * HOST is an IPv4 or IPv6 literal. Options before the operation:
  *   --alarm S      SIGALRM after S seconds, caught by a handler without SA_RESTART
  *   --sndtimeo MS  SO_SNDTIMEO on every socket made (bounds a blocking connect)
+ *   --repeat N     run the operation N times (each with new sockets)
+ *   --then PATH    afterwards, exec PATH with the same arguments but this option
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -366,15 +368,22 @@ static int run_op(int argc, char **argv) {
 
 static void on_alarm(int signum) { (void)signum; }
 
+static int repeat = 1;
+static int run_ops(int argc, char **argv) {
+    int status = 0;
+    for (int n = 0; n < repeat; n++) status = run_op(argc, argv);
+    return status;
+}
+
 struct job { int argc; char **argv; int status; };
 static void *thread_main(void *arg) {
     struct job *job = arg;
-    job->status = run_op(job->argc, job->argv);
+    job->status = run_ops(job->argc, job->argv);
     return NULL;
 }
 
 int main(int argc, char **argv) {
-    int i = 1, in_thread = 0, in_fork = 0;
+    int i = 1, in_thread = 0, in_fork = 0, then = 0;
     char **self = argv;
     for (; i < argc && !strncmp(argv[i], "--", 2); i++) {
         if (!strcmp(argv[i], "--via") && i + 1 < argc) {
@@ -388,6 +397,10 @@ int main(int argc, char **argv) {
             alarm(atoi(argv[++i]));
         } else if (!strcmp(argv[i], "--sndtimeo") && i + 1 < argc) {
             send_timeout_ms = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) {
+            repeat = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--then") && i + 1 < argc) {
+            then = ++i;
         } else if (!strcmp(argv[i], "--thread")) {
             in_thread = 1;
         } else if (!strcmp(argv[i], "--fork")) {
@@ -415,7 +428,7 @@ int main(int argc, char **argv) {
     if (i >= argc) { fprintf(stderr, "netprobe: no operation\n"); return 98; }
     if (in_fork) {
         pid_t pid = fork();
-        if (pid == 0) _exit(in_thread ? 95 : run_op(argc - i, argv + i));
+        if (pid == 0) _exit(in_thread ? 95 : run_ops(argc - i, argv + i));
         int status;
         waitpid(pid, &status, 0);
         return WIFEXITED(status) ? WEXITSTATUS(status) : 96;
@@ -427,5 +440,16 @@ int main(int argc, char **argv) {
         pthread_join(t, NULL);
         return job.status;
     }
-    return run_op(argc - i, argv + i);
+    int status = run_ops(argc - i, argv + i);
+    if (then) {
+        fflush(stdout);
+        char **rest = calloc(argc, sizeof *rest);
+        int k = 0;
+        rest[k++] = argv[then];
+        for (int j = 1; j < argc; j++) if (j != then && j != then - 1) rest[k++] = self[j];
+        execv(argv[then], rest);
+        perror("execv");
+        return 97;
+    }
+    return status;
 }

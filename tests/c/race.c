@@ -6,7 +6,7 @@
  * what the call points to, between a destination the profile allows (port ALLOWED on
  * 127.0.0.1) and one it denies (port DENIED). A listener on DENIED outside the sandbox
  * counts escapes. MODEs:
- *   connect          TCP connect; the sockaddr's port flips
+ *   connect          TCP connect (the direct syscall); the sockaddr's port flips
  *   sendto           UDP sendto; the sockaddr's port flips
  *   sendmsg          UDP sendmsg; msg_name's port flips
  *   sendmsg-name     UDP sendmsg on a socket connected to ALLOWED; msg_name flips
@@ -113,7 +113,8 @@ static int attempt(const char *mode, int i) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         int r;
         if (!strcmp(mode, "connect")) {
-            r = connect(fd, (void *)&sh->target, sizeof sh->target);
+            /* the direct syscall on both builds (i386 glibc would use socketcall) */
+            r = (int)syscall(SYS_connect, fd, (void *)&sh->target, sizeof sh->target);
         } else {
             sh->words[0] = fd;
             sh->words[2] = sizeof sh->good;
