@@ -289,16 +289,3 @@ def pidfd_getfd(pidfd: int, fd: int) -> int:
 def waitpid() -> tuple[int, int]:
     """The next event of any child or tracee."""
     return os.waitpid(-1, WALL)
-
-
-def waiting_events() -> list[tuple[int, int]]:
-    """Every event already waiting to be reaped, without blocking."""
-    events = []
-    while True:
-        try:
-            pid, status = os.waitpid(-1, WALL | os.WNOHANG)
-        except ChildProcessError:
-            return events
-        if pid == 0:
-            return events
-        events.append((pid, status))

@@ -185,14 +185,17 @@ class AuditLog:
             line = event.to_json() if sink.format == "json" else format_text(event, subject)
             _write(sink, line)
 
-    def summary(self, decisions: Counter[tuple[str, str]], stops: int, status: int) -> None:
+    def summary(self, decisions: Counter[tuple[str, str]], stops: int, repeats: int,
+                status: int) -> None:
         """One record at exit: every decision the supervisor made, audited or not, by
-        call and action; how many times the sandbox stopped for it; the exit status."""
+        call and action; how many times the sandbox stopped for it, and how many of
+        those stops repeated an earlier connect's facts (served in C with its
+        verdict); the exit status."""
         counts: dict[str, dict[str, int]] = {}
         for (call, action), count in sorted(decisions.items()):
             counts.setdefault(call, {})[action] = count
         record = {"summary": True, "time": _now(), "decisions": counts, "stops": stops,
-                  "status": status}
+                  "repeats": repeats, "status": status}
         for sink in self.sinks:
             if sink.denials_only:
                 continue
@@ -201,7 +204,8 @@ class AuditLog:
             else:
                 made = ", ".join(f"{call} {action} {n}" for call, by_action in counts.items()
                                  for action, n in by_action.items())
-                line = f"sockbox: summary: {made or 'no decisions'}; {stops} stops; exit {status}"
+                line = (f"sockbox: summary: {made or 'no decisions'}; {stops} stops"
+                        f" ({repeats} repeats); exit {status}")
             _write(sink, line)
 
 

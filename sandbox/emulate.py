@@ -30,7 +30,7 @@ import struct
 from dataclasses import dataclass
 from typing import Union
 
-from . import sockdiag
+from . import _fastpath, sockdiag
 from .abi import Abi, syscall_number
 from .calls import Subject
 from .decode import Malformed, Unix, mmsghdr_size, msghdr_size
@@ -442,30 +442,18 @@ def emulate(subjects: list[Subject], abi: Abi, stop: StopContext, memory) -> Out
 
 def _connect(plan: Plan) -> Outcome:
     sock = plan.sock
-    flags = _file_flags(sock)
-    blocking = not flags & os.O_NONBLOCK
-    if blocking and sock.type & 0xF in (SOCK_STREAM, SOCK_SEQPACKET):
-        # Only for the moment of the call, on a socket not connected yet, so no other
-        # user of the open file can notice.
-        _set_file_flags(sock, flags | os.O_NONBLOCK)
-        try:
-            result = _raw_connect(sock.fd, plan.address)
-            if result == -errno.EINPROGRESS:
-                # Maybe done already (on loopback the handshake completes within the
-                # call): a second connect then moves the socket to connected and tells
-                # how it ended, sparing the tracee a wait and a second stop; else it
-                # says EALREADY.
-                result = _raw_connect(sock.fd, plan.address)
-        finally:
-            _set_file_flags(sock, flags)
-    else:
-        result = _raw_connect(sock.fd, plan.address)
-    if blocking and result == -errno.EALREADY:
-        timeout = _send_timeout_ns(sock)
-        return Wait(plan.fd, timeout, timed_out=-errno.EINPROGRESS, send_timeout_ns=timeout)
-    if blocking and result == -errno.EAGAIN:  # a unix listener's backlog is full
-        return Wait(None, RETRY_NS, send_timeout_ns=_send_timeout_ns(sock))
+    result, blocking = _fastpath.connect(sock.fd, sock.type, plan.address or b"")
+    if blocking and result in (-errno.EALREADY, -errno.EAGAIN):
+        return connect_wait(plan.fd, result, _send_timeout_ns(sock))
     return Done(result)
+
+
+def connect_wait(fd: int, result: int, send_timeout_ns: int | None) -> Wait:
+    """How the tracee waits for a blocking connect that is under way (EALREADY), or
+    for room in a unix listener's backlog (EAGAIN)."""
+    if result == -errno.EALREADY:
+        return Wait(fd, send_timeout_ns, timed_out=-errno.EINPROGRESS, send_timeout_ns=send_timeout_ns)
+    return Wait(None, RETRY_NS, send_timeout_ns=send_timeout_ns)
 
 
 def _bind(plan: Plan) -> Outcome:
@@ -620,11 +608,6 @@ def _result(value: int) -> int:
     return value if value >= 0 else -ctypes.get_errno()
 
 
-def _raw_connect(fd: int, address: bytes | None) -> int:
-    data = address or b""
-    return _result(_libc.connect(fd, ctypes.c_char_p(data), len(data)))
-
-
 def _raw_bind(fd: int, address: bytes | None) -> int:
     data = address or b""
     return _result(_libc.bind(fd, ctypes.c_char_p(data), len(data)))
@@ -648,10 +631,6 @@ def _raw_sendmsg(fd: int, data: bytes | Unreadable, control: bytes, flags: int,
 
 def _file_flags(sock: SocketCopy) -> int:
     return fcntl.fcntl(sock.fd, fcntl.F_GETFL)
-
-
-def _set_file_flags(sock: SocketCopy, flags: int) -> None:
-    fcntl.fcntl(sock.fd, fcntl.F_SETFL, flags)
 
 
 def _send_timeout_ns(sock: SocketCopy) -> int | None:

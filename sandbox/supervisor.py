@@ -18,15 +18,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from . import _ptrace
+from . import _fastpath, _ptrace
 from .abi import (Abi, SOCKETCALL, Via, abi_of, changes_credentials, identify, socketcall_nargs,
                   subcall_name, syscall_number)
 from .audit import AuditLog, make_event
 from .calls import Subject, describe
 from .decode import Malformed, decode_words
-from .emulate import RETRY_NS, Breach, Done, Wait, emulate, emulate_as, needs_emulation
+from .emulate import (RETRY_NS, Breach, Done, Outcome, Wait, connect_wait, emulate, emulate_as,
+                      needs_emulation)
 from .errors import SandboxError, SupervisorError
-from .names import SUBCALLS
+from .names import AF_INET, AF_INET6, SUBCALLS
 from .profile import Profile
 from .rules import Action, Call, Verdict, needs_socket
 from .tracee import Credentials, Known, StopContext
@@ -47,6 +48,9 @@ _ARGUMENT_REGISTERS = {Abi.X86_64: ("rdi", "rsi", "rdx", "r10", "r8", "r9"),
                        Abi.I386: _ptrace.I386_ARG_REGISTERS}
 _PPOLL = {Abi.X86_64: "ppoll", Abi.I386: "ppoll_time64"}  # both take a 64-bit timespec
 _BELOW_RED_ZONE = 1024
+# Verdicts filed for _fastpath, over all executables: a program that connects to ever
+# new addresses finds the rest judged in Python, and the supervisor's memory bounded.
+MAX_FILED = 10_000
 
 
 @dataclass
@@ -86,6 +90,11 @@ class Supervisor:
     def __post_init__(self) -> None:
         self.tracees.add(self.main_pid)
         self._needs_socket = {name: needs_socket(self.profile.effective_rules, name) for name in SUBCALLS}
+        # Connect verdicts already reached, by executable, which _fastpath serves again
+        # for the same facts (see `file`).
+        self._filed: dict[str | None, dict[bytes, int]] = {}
+        self._filed_count = 0
+        self._fast = _fastpath.Server(self.known)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -97,21 +106,24 @@ class Supervisor:
         try:
             while self.tracees:
                 try:
-                    first = _ptrace.waitpid()
+                    # Alone, a tracee has no others to be fair to: spare the draining waitpid.
+                    events = self._fast.serve(len(self.tracees) > 1)
                 except ChildProcessError:
                     break
-                # Serve every stop already waiting before waiting again: waitpid(-1)
-                # reports the earliest-attached tracee first, so a thread that stops
-                # again at once would otherwise keep the others waiting (alone, it has
-                # no others: the extra waitpid is spared).
-                waiting = _ptrace.waiting_events() if len(self.tracees) > 1 else []
-                for pid, status in [first, *waiting]:
+                for event in events:
                     try:
-                        self.handle(pid, status)
+                        if len(event) == 2:
+                            self.handle(*event)
+                        else:
+                            self.connect_waits(*event)
                     except _ptrace.TraceeGone:
                         pass  # its exit will be reported by waitpid
+            self.stops += self._fast.stops
+            for action, count in ((Action.ALLOW, self._fast.allowed), (Action.DENY, self._fast.denied)):
+                if count:
+                    self.decisions["connect", action.value] += count
             status = 128 + signal.SIGKILL if self.killed_by_rule else _exit_status(self.main_status)
-            self.audit.summary(self.decisions, self.stops, status)
+            self.audit.summary(self.decisions, self.stops, self._fast.stops, status)
             return status
         except Exception as error:
             self._kill_everything()
@@ -189,7 +201,7 @@ class Supervisor:
         if syscall is None:
             # A credential change the filter watches, or a filter of the program's own.
             if changes_credentials(info.arch, info.nr) and tid in self.known:
-                self.known[tid].credentials = None
+                self.known[tid].forget_credentials()
             _ptrace.cont(tid)
             return
         quiet = self.running_again.pop(tid, None) == (info.instruction_pointer, info.nr)
@@ -211,6 +223,7 @@ class Supervisor:
                 args = decode_words(memory.read(args[1] & abi.word_mask, 4 * socketcall_nargs(name)))
             subjects = describe(name, abi, args, memory, stop, self._needs_socket[name])
             subject, verdict = self.judge(subjects)
+            self.file(subject, verdict)
             if not quiet:
                 self.decisions[subject.call.name, verdict.action.value] += 1
                 for observe in self.observers:
@@ -219,11 +232,45 @@ class Supervisor:
             if self.profile.audits(verdict) and not quiet:
                 self.audit.record(make_event(subject, verdict, tid, abi.value, via.value), subject)
             self.apply(tid, verdict, subjects, abi, via, memory, stop)
+            self.choose_server(stop)
         except Malformed as error:
             _ptrace.fail_syscall(tid, error.errno)
             _ptrace.cont(tid)
         finally:
             stop.close()
+
+    def file(self, subject: Subject, verdict: Verdict) -> None:
+        """File a connect's verdict for _fastpath to serve again. A connect to an IP
+        address is decided by the executable, the socket's family, type and protocol
+        and the sockaddr bytes alone: the same facts, the same verdict. Not filed: what
+        must be recorded (the record is written here) and kills."""
+        if (subject.call.name != "connect" or subject.socket is None
+                or subject.socket[0] not in (AF_INET, AF_INET6) or subject.raw_address is None
+                or self.profile.audits(verdict) or self._filed_count >= MAX_FILED):
+            return
+        if verdict.action is Action.ALLOW:
+            result = 0
+        elif verdict.action is Action.DENY and verdict.errno > 0:
+            result = verdict.errno
+        else:
+            return
+        table = self._filed.setdefault(subject.call.exe, {})
+        key = _fastpath.key(*subject.socket, subject.raw_address)
+        if key not in table:
+            table[key] = result
+            self._filed_count += 1
+
+    def choose_server(self, stop: StopContext) -> None:
+        """Let _fastpath serve the thread's next connects where it serves them as this
+        module would: the thread is in the middle of nothing, its pidfd names the thread,
+        no observer wants each call, and a call performed for it is performed as the
+        supervisor (which a privileged supervisor does only for its equals)."""
+        tid, known = stop.tid, stop.known
+        servable = (known.exe_read and known.pidfd is not None and not known.pidfd_is_the_group
+                    and not self.observers and not self.killed_by_rule
+                    and tid not in self.waiting and tid not in self.running_again
+                    and (not self.credentials.privileged or stop.credentials() == self.credentials))
+        known.verdicts = self._filed.setdefault(known.exe, {}) if servable else None
 
     def judge(self, subjects: list[Subject]) -> tuple[Subject, Verdict]:
         """The strictest verdict over a call's subjects (every message of a sendmmsg)."""
@@ -248,21 +295,7 @@ class Supervisor:
                 outcome = emulate_as(theirs, subjects, abi, stop, memory)
             else:
                 outcome = emulate(subjects, abi, stop, memory)
-            if isinstance(outcome, Breach):
-                raise SupervisorError(outcome.reason)
-            if isinstance(outcome, Wait):
-                if not self.gave_up(tid, outcome):
-                    self.begin_wait(tid, abi, outcome, memory)
-                    return
-                outcome = Done(-errno.EAGAIN)
-            self.give_up_at.pop(tid, None)
-            for address, data in outcome.writes:
-                try:
-                    memory.write(address, data)
-                except Malformed:
-                    break  # as __sys_sendmmsg stops reporting lengths it cannot write
-            _ptrace.set_result(tid, outcome.result)
-            _ptrace.cont(tid)
+            self.complete(tid, abi, outcome, memory)
         elif via is Via.SOCKETCALL:
             # Run the direct syscall with the arguments just judged, so that a rewrite of
             # the argument array after this point changes nothing.
@@ -273,6 +306,33 @@ class Supervisor:
             _ptrace.cont_to_syscall_exit(tid)
         else:
             _ptrace.cont(tid)
+
+    def complete(self, tid: int, abi: Abi, outcome: Outcome, memory: _ptrace.TraceeMemory) -> None:
+        """Hand the tracee the outcome of a call the supervisor performed."""
+        if isinstance(outcome, Breach):
+            raise SupervisorError(outcome.reason)
+        if isinstance(outcome, Wait):
+            if not self.gave_up(tid, outcome):
+                self.begin_wait(tid, abi, outcome, memory)
+                return
+            outcome = Done(-errno.EAGAIN)
+        self.give_up_at.pop(tid, None)
+        for address, data in outcome.writes:
+            try:
+                memory.write(address, data)
+            except Malformed:
+                break  # as __sys_sendmmsg stops reporting lengths it cannot write
+        _ptrace.set_result(tid, outcome.result)
+        _ptrace.cont(tid)
+
+    def connect_waits(self, tid: int, arch: int, fd: int, result: int, send_timeout_ns: int) -> None:
+        """_fastpath served a blocking connect (judged, counted, under way) that the
+        tracee must now wait for, as `emulate` would have it wait."""
+        abi = abi_of(arch)
+        assert abi is not None
+        self.give_up_at.pop(tid, None)  # a call of its own, not one running again
+        self.complete(tid, abi, connect_wait(fd, result, send_timeout_ns or None),
+                      _ptrace.TraceeMemory(tid))
 
     # -- a tracee waiting in place of a call ------------------------------------------------
 
@@ -314,6 +374,7 @@ class Supervisor:
             setattr(regs, register, value)
         _ptrace.set_registers(tid, regs)
         self.waiting[tid] = _Waiting(original, wait)
+        self.known[tid].verdicts = None  # the call runs again after the wait: in Python
         _ptrace.cont_to_syscall_exit(tid)
 
     def on_syscall_exit(self, tid: int) -> None:
@@ -321,6 +382,7 @@ class Supervisor:
             _ptrace.restore_after_rewrite(tid, self.rewritten.pop(tid))
         elif tid in self.waiting:
             self.end_wait(tid, self.waiting.pop(tid))
+            self.choose_server(StopContext(tid, self.known[tid]))
         _ptrace.cont(tid)
 
     def end_wait(self, tid: int, waiting: _Waiting) -> None:
@@ -343,6 +405,8 @@ class Supervisor:
 
     def kill_all(self) -> None:
         self.killed_by_rule = True
+        for known in self.known.values():
+            known.verdicts = None
         for pid in list(self.tracees):
             try:
                 os.kill(pid, signal.SIGKILL)

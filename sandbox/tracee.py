@@ -116,14 +116,22 @@ class Known:
     # Kept only by a privileged supervisor, which has the filter stop every call that
     # may change them and forgets them there.
     credentials: Credentials | None = None
+    # The verdicts filed for this thread's executable, which _fastpath may serve its
+    # connects from; None while every stop of the thread must go to Python.
+    verdicts: dict[bytes, int] | None = None
 
     def forget_image(self) -> None:
         """After exec: another executable, recomputed capabilities, maybe another tid."""
         self.exe_read = False
-        self.credentials = None
+        self.forget_credentials()
         self.close()
 
+    def forget_credentials(self) -> None:
+        self.credentials = None
+        self.verdicts = None  # they may be another's now: only Python may perform calls
+
     def close(self) -> None:
+        self.verdicts = None  # served with the pidfd closed here, never
         if self.pidfd is not None:
             os.close(self.pidfd)
             self.pidfd = None

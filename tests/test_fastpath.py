@@ -1,0 +1,174 @@
+"""The supervisor's C fast path (sandbox/_fastpath.c): a connect with the same facts as
+one decided before (executable, socket, sockaddr bytes) is served in C with the same
+verdict and counted as a repeat in the summary. Each test checks both what the program
+saw and how many stops were repeats, so that it fails if the fast path serves what it
+must not, and also if it quietly serves nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+import pytest
+
+from conftest import sockbox, write_profile
+from sandbox.supervisor import MAX_FILED
+
+CONNECTS = 5
+
+
+def summary_of(log) -> dict:
+    return json.loads(log.read_text().splitlines()[-1])
+
+
+def loopback_profile(directory, port: int, connect_rule: str, log: str = "deny") -> str:
+    return write_profile(directory, f"""
+[profile]
+log = "{log}"
+[[rule]]
+calls = ["socket", "send", "recv", "recvfrom", "setsockopt"]
+action = "allow"
+[[rule]]
+calls = ["connect"]
+address = ["127.0.0.1/32"]
+port = [{port}]
+{connect_rule}
+""")
+
+
+# Direct connects on either ABI are served in C; socketcall's are not (Python reads its
+# argument array and rewrites the call), and i386 glibc connects through socketcall.
+VIAS = [("libc", 64, CONNECTS - 1), ("syscall", 32, CONNECTS - 1), ("int80", 64, CONNECTS - 1),
+        ("libc", 32, 0)]
+DIRECT = {64: "libc", 32: "syscall"}  # how each build makes direct connects
+
+
+@pytest.mark.parametrize("via,bits,repeats", VIAS, ids=[f"{v}{b}" for v, b, _ in VIAS])
+def test_repeated_allowed_connects_are_served_from_the_first_verdict(programs, tmp_path, tcp_server,
+                                                                     via, bits, repeats):
+    log = tmp_path / "log.jsonl"
+    result = sockbox("run", "-p", "localhost", "--log", str(log), "--",
+                     programs("netprobe", bits), "--via", via, "--repeat", str(CONNECTS),
+                     "tcp", "127.0.0.1", str(tcp_server.port))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("connect OK 0") == CONNECTS
+    assert tcp_server.received == [b"ping"] * CONNECTS
+    summary = summary_of(log)
+    assert summary["decisions"]["connect"] == {"allow": CONNECTS}
+    assert summary["repeats"] == repeats
+
+
+@pytest.mark.parametrize("bits", [64, 32])
+def test_repeated_denied_connects_get_the_rules_errno_and_reach_nothing(programs, tmp_path,
+                                                                        tcp_server, bits):
+    # Unrecorded denials (log = "none") are repeated in C too, with the rule's errno.
+    log = tmp_path / "log.jsonl"
+    profile = loopback_profile(tmp_path, tcp_server.port, 'action = "deny"\nerrno = "ECONNREFUSED"',
+                               log="none")
+    result = sockbox("run", "-p", profile, "--log", str(log), "--", programs("netprobe", bits),
+                     "--via", DIRECT[bits], "--repeat", str(CONNECTS), "tcp", "127.0.0.1",
+                     str(tcp_server.port))
+    assert result.stdout.count("connect ERR ECONNREFUSED") == CONNECTS, result.stdout + result.stderr
+    assert tcp_server.received == []
+    summary = summary_of(log)
+    assert summary["decisions"]["connect"] == {"deny": CONNECTS}
+    assert summary["repeats"] == CONNECTS - 1
+
+
+@pytest.mark.parametrize("profile_log,rule_log", [("all", ""), ("deny", "log = true")],
+                         ids=["log-all", "rule-log"])
+def test_recorded_decisions_are_never_repeated_unrecorded(programs, tmp_path, tcp_server,
+                                                          profile_log, rule_log):
+    log = tmp_path / "log.jsonl"
+    profile = loopback_profile(tmp_path, tcp_server.port, f'action = "allow"\n{rule_log}',
+                               log=profile_log)
+    result = sockbox("run", "-p", profile, "--log", str(log), "--", programs("netprobe"),
+                     "--repeat", str(CONNECTS), "tcp", "127.0.0.1", str(tcp_server.port))
+    assert result.returncode == 0, result.stdout + result.stderr
+    *records, summary = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["call"] for r in records if r["call"] == "connect"] == ["connect"] * CONNECTS
+    assert summary["repeats"] == 0
+
+
+def test_a_new_executable_is_not_served_with_the_verdicts_of_the_old(programs, tmp_path, tcp_server):
+    # The same thread connects under one executable, allowed by an `exe` rule, then execs
+    # another and makes the very same connect, which no rule allows.
+    allowed, other = tmp_path / "allowed-probe", tmp_path / "other-probe"
+    shutil.copy(programs("netprobe"), allowed)
+    shutil.copy(programs("netprobe"), other)
+    log = tmp_path / "log.jsonl"
+    profile = loopback_profile(tmp_path, tcp_server.port, f'exe = ["{allowed}"]\naction = "allow"')
+    result = sockbox("run", "-q", "-p", profile, "--log", str(log), "--", str(allowed),
+                     "--then", str(other), "--repeat", "3", "tcp", "127.0.0.1", str(tcp_server.port))
+    assert result.stdout.count("connect OK 0") == 3, result.stdout + result.stderr
+    assert result.stdout.count("connect ERR EACCES") == 3
+    assert tcp_server.received == [b"ping"] * 3
+    summary = summary_of(log)
+    assert summary["decisions"]["connect"] == {"allow": 3, "deny": 3}
+    assert summary["repeats"] == 2  # the allowed executable's second and third
+
+
+@pytest.mark.parametrize("bits", [64, 32])
+def test_a_repeated_connect_that_blocks_still_waits_as_it_would(programs, full_listener, tmp_path,
+                                                                bits):
+    # Each connect to a full listener blocks until SO_SNDTIMEO: the repeat, started in
+    # C, hands the wait to the supervisor's Python as the first one did.
+    log = tmp_path / "log.jsonl"
+    result = sockbox("run", "-p", "localhost", "--log", str(log), "--", programs("netprobe", bits),
+                     "--via", DIRECT[bits], "--sndtimeo", "300", "--repeat", "3", "tcp", "127.0.0.1", str(full_listener),
+                     timeout=60)
+    assert result.stdout.count("connect ERR EINPROGRESS") == 3, result.stdout + result.stderr
+    summary = summary_of(log)
+    assert summary["decisions"]["connect"] == {"allow": 3}  # a wait's retries are not decisions
+    assert summary["repeats"] == 2
+
+
+def test_a_thread_that_changed_credentials_is_not_served_in_c(tmp_path, tcp_server):
+    # A root supervisor performs a call of a tracee with other credentials as them, in a
+    # child (emulate_as): the fast path, which performs as the supervisor, must not.
+    if os.geteuid() != 0:
+        pytest.fail("this test needs the suite to run as root (as .ci/run does)")
+    code = f"""
+import os, socket
+def connect():
+    with socket.create_connection(("127.0.0.1", {tcp_server.port})) as s:
+        s.sendall(b"ping"); s.recv(4)
+connect(); connect()
+os.setresgid(65534, 65534, 65534); os.setresuid(65534, 65534, 65534)
+connect(); connect()
+"""
+    log = tmp_path / "log.jsonl"
+    result = sockbox("run", "-p", "localhost", "--log", str(log), "--", sys.executable, "-c", code)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert tcp_server.received == [b"ping"] * 4
+    summary = summary_of(log)
+    assert summary["decisions"]["connect"] == {"allow": 4}
+    assert summary["repeats"] == 1  # root's second connect only
+
+
+def test_the_verdicts_kept_for_repeats_are_bounded(tmp_path):
+    # A program that connects to ever new addresses must not grow the supervisor without
+    # bound: past MAX_FILED verdicts, the rest are judged in Python every time. The
+    # first address is served again; the last, never filed, is not.
+    code = f"""
+import socket
+addresses = [(f"127.1.{{i // 250}}.{{i % 250 + 1}}", 9) for i in range({MAX_FILED + 10})]
+def connect(address):
+    with socket.socket() as s:
+        try:
+            s.connect(address)
+        except OSError:
+            pass
+for address in addresses:
+    connect(address)
+connect(addresses[0]); connect(addresses[-1]); connect(addresses[-1])
+"""
+    log = tmp_path / "log.jsonl"
+    result = sockbox("run", "-p", "localhost", "--log", str(log), "--", sys.executable, "-c", code,
+                     timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = summary_of(log)
+    assert summary["decisions"]["connect"] == {"allow": MAX_FILED + 13}
+    assert summary["repeats"] == 1
