@@ -318,14 +318,20 @@ class Workload:
 def stops_of(s: Setting, cmd: list[str], cpu: int | None = None) -> dict:
     """Stops per op the workload reports (per run if it reports none), and the summary."""
     summary = sockbox_summary(cmd, cpu)
-    return {"per_op": summary["stops"] / summary["report"].get("ops", 1), "runs": [summary]}
+    return {"per_op": summary["stops"] / summary["report"].get("ops", 1), "in_c": in_c(summary),
+            "runs": [summary]}
 
 
 def http_stops(s: Setting) -> dict:
     """(stops with K requests - stops with 1) / (K-1): curl's own start-up stops cancel."""
     k = s.config.http_k
     many, one = sockbox_summary(curl_cmd(s, k)), sockbox_summary(curl_cmd(s, 1))
-    return {"per_op": (many["stops"] - one["stops"]) / (k - 1), "runs": [many, one]}
+    return {"per_op": (many["stops"] - one["stops"]) / (k - 1), "in_c": in_c(many), "runs": [many, one]}
+
+
+def in_c(summary: dict) -> float | None:
+    """The share of the stops that repeated a connect decided before: served in C."""
+    return summary["repeats"] / summary["stops"] if summary["stops"] else None
 
 
 def workloads() -> list[Workload]:
@@ -493,18 +499,19 @@ def cell(results: dict, key: str, tool: str, unavailable: dict[str, str]) -> str
 
 
 def table(results: dict, derived: list[dict], memory: dict | None, s: Setting, header: str) -> str:
-    width = [30, 12, 10, 18, 18, 18, 10]
-    heads = ["workload", "unit", "native", "sockbox", "strace", "firejail", "sb stops"]
+    width = [30, 12, 10, 18, 18, 18, 10, 8]
+    heads = ["workload", "unit", "native", "sockbox", "strace", "firejail", "sb stops", "in C"]
     rows = [heads, ["-" * (w - 1) for w in width]]
     for key, row in results.items():
-        stops = row.get("stops")
+        stops, share = row.get("stops"), row.get("in_c")
         rows.append([row["label"], row["unit"], *(cell(results, key, t, s.unavailable) for t in TOOLS),
-                     "-" if stops is None else f"{stops:.3g}"])
+                     "-" if stops is None else f"{stops:.3g}",
+                     "-" if share is None else f"{100 * share:.1f}%"])
     out = [header, ""]
     out += ["".join(text.ljust(w) for text, w in zip(r, width)).rstrip() for r in rows]
     out.append("")
     out.append("medians of the rounds; (xN) = tool / native; sb stops = sockbox stops per op "
-               "(per run for startup)")
+               "(per run for startup); in C = the share of them served by the C fast path")
     for tool, why in s.unavailable.items():
         out.append(f"{tool}: not run, it fails here: {why}")
     for key, row in results.items():
@@ -606,7 +613,7 @@ def count_stops(s: Setting, loads: list[Workload], results: dict) -> None:
     for w in loads:
         try:
             count = w.stops(s)
-            results[w.key]["stops"], results[w.key]["stop_runs"] = count["per_op"], count["runs"]
+            results[w.key].update(stops=count["per_op"], in_c=count["in_c"], stop_runs=count["runs"])
         except Exception as error:  # noqa: BLE001 reported in the table
             results[w.key]["stops"] = None
             results[w.key]["stops_error"] = str(error)
