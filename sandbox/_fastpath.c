@@ -1,15 +1,17 @@
-/* The supervisor's hot path: waiting for stops, and serving in C the connects whose
+/* The supervisor's hot path: waiting for stops, and serving in C the calls whose
  * verdict the Python supervisor has already reached for the same facts.
  *
- * A connect to an IP address is judged on what the thread's executable is, the
- * socket's family, type and protocol, and the sockaddr bytes: nothing else. Once the
- * supervisor has judged a call in Python, it files the verdict under those facts (the
+ * A connect to an IP address, and a sendto from a UDP-like (datagram) IP socket that
+ * names a destination, are judged on the thread's executable, the socket's family,
+ * type and protocol, and the sockaddr bytes: nothing else. Once the supervisor has
+ * judged such a call in Python, it files the verdict under those facts (the
  * executable picks the table, `key()` makes the entry's name). A later stop with the
- * same facts is served here with the same verdict, and the connect is performed the
- * same way as emulate.py performs it (on a pidfd_getfd copy, with the bytes read), so
- * what the tracee changes after the read changes nothing. Anything else goes back to
- * Python untouched: other stops and events, a fact that cannot be read, a verdict not
- * filed, a connect that must wait.
+ * same facts is served here with the same verdict, and an allowed call is performed
+ * as emulate.py performs it: on a pidfd_getfd copy of the socket, with the bytes read,
+ * so that what the tracee changes after the read changes nothing. Anything else goes
+ * back to Python untouched: other stops and events, a fact that cannot be read, a
+ * verdict not filed. A call that must wait goes back performed, for Python to make
+ * the tracee wait.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -33,11 +35,27 @@
 #define SYSCALL_INFO_SECCOMP 3
 #define EVENT_SECCOMP 7
 #define SECCOMP_STOP (SIGTRAP | (EVENT_SECCOMP << 8))
-#define CONNECT_X86_64 42
-#define CONNECT_I386 362
-#define MAX_ADDRLEN 128 /* sizeof(struct sockaddr_storage): longer is EINVAL */
-#define BATCH 256       /* stops taken from waitpid before any is served */
-#define SOCKET_FACTS 3  /* family, type, protocol: the key's first three ints */
+#define MSG_CMSG_COMPAT_FLAG 0x80000000u /* only sendmsg refuses it; sendto drops it */
+#define MAX_ADDRLEN 128      /* sizeof(struct sockaddr_storage): longer is EINVAL */
+#define MAX_DATAGRAM 65536   /* above any UDP payload; a longer send is Python's */
+#define BATCH 256            /* stops taken from waitpid before any is served */
+#define KEY_INTS 4           /* call, family, type, protocol: the head of a key */
+
+enum call { CONNECT, SENDTO, CALLS };
+static const char *const call_names[CALLS] = {"connect", "sendto"};
+
+/* The direct syscalls served here, per ABI. */
+static const struct {
+    uint32_t arch;
+    uint64_t nr;
+    enum call call;
+    uint64_t word_mask;
+} served_syscalls[] = {
+    {AUDIT_ARCH_X86_64, 42, CONNECT, UINT64_MAX},
+    {AUDIT_ARCH_X86_64, 44, SENDTO, UINT64_MAX},
+    {AUDIT_ARCH_I386, 362, CONNECT, UINT32_MAX},
+    {AUDIT_ARCH_I386, 369, SENDTO, UINT32_MAX},
+};
 
 /* The kernel's struct ptrace_syscall_info, as far as a seccomp stop fills it. */
 struct syscall_info {
@@ -93,50 +111,72 @@ static PyObject *fastpath_connect(PyObject *module, PyObject *args)
     return Py_BuildValue("(lO)", result, blocking ? Py_True : Py_False);
 }
 
-/* The name a verdict is filed under: the socket's family, type and protocol as native
- * ints, then the sockaddr exactly as read. */
-static PyObject *make_key(const int facts[SOCKET_FACTS], const char *address, Py_ssize_t length)
+/* The name a verdict is filed under: the call, the socket's family, type and
+ * protocol as native ints, then the sockaddr exactly as read. */
+static PyObject *make_key(const int head[KEY_INTS], const char *address, Py_ssize_t length)
 {
-    PyObject *key = PyBytes_FromStringAndSize(NULL, sizeof(int) * SOCKET_FACTS + length);
+    PyObject *key = PyBytes_FromStringAndSize(NULL, sizeof(int) * KEY_INTS + length);
     if (key == NULL)
         return NULL;
     char *bytes = PyBytes_AS_STRING(key);
-    memcpy(bytes, facts, sizeof(int) * SOCKET_FACTS);
-    memcpy(bytes + sizeof(int) * SOCKET_FACTS, address, length);
+    memcpy(bytes, head, sizeof(int) * KEY_INTS);
+    memcpy(bytes + sizeof(int) * KEY_INTS, address, length);
     return key;
 }
 
 static PyObject *fastpath_key(PyObject *module, PyObject *args)
 {
-    int facts[SOCKET_FACTS];
+    const char *name;
+    int head[KEY_INTS];
     Py_buffer address;
-    if (!PyArg_ParseTuple(args, "iiiy*", &facts[0], &facts[1], &facts[2], &address))
+    if (!PyArg_ParseTuple(args, "siiiy*", &name, &head[1], &head[2], &head[3], &address))
         return NULL;
-    PyObject *key = make_key(facts, address.buf, address.len);
+    head[0] = -1;
+    for (int call = 0; call < CALLS; call++)
+        if (!strcmp(name, call_names[call]))
+            head[0] = call;
+    PyObject *key = head[0] < 0 ? PyErr_Format(PyExc_ValueError, "no fast path for %s", name)
+                                : make_key(head, address.buf, address.len);
     PyBuffer_Release(&address);
     return key;
 }
 
 typedef struct {
     PyObject_HEAD
-    PyObject *known; /* the supervisor's dict: tid -> tracee.Known */
-    unsigned long long stops, allowed, denied;
+    PyObject *known;                    /* the supervisor's dict: tid -> tracee.Known */
+    char *datagram;                     /* MAX_DATAGRAM bytes: a send's payload */
+    unsigned long long stops;           /* stops served here */
+    unsigned long long decided[CALLS][2]; /* per call: allowed, denied */
 } Server;
 
 enum served { NOT_SERVED, SERVED, MUST_WAIT, FAILED };
 
-/* What Python needs to make the tracee wait for a connect under way. */
+/* A call performed here that the tracee must now wait for (in Python's hands). */
 struct under_way {
+    enum call call;
     uint32_t arch;
+    int family;
     int fd;
     long result;
     long long send_timeout_ns; /* SO_SNDTIMEO, which bounds the wait; 0: none */
 };
 
-static int socket_facts(int fd, int facts[SOCKET_FACTS])
+/* One stop's call, as read from the tracee. */
+struct stopped_call {
+    enum call call;
+    uint32_t arch;
+    int fd;
+    char address[MAX_ADDRLEN];
+    int address_length;
+    uint64_t data;      /* sendto: the payload's address */
+    size_t data_length; /* sendto */
+    int flags;          /* sendto */
+};
+
+static int socket_facts(int fd, int facts[3])
 {
-    static const int options[SOCKET_FACTS] = {SO_DOMAIN, SO_TYPE, SO_PROTOCOL};
-    for (int i = 0; i < SOCKET_FACTS; i++) {
+    static const int options[3] = {SO_DOMAIN, SO_TYPE, SO_PROTOCOL};
+    for (int i = 0; i < 3; i++) {
         socklen_t length = sizeof facts[i];
         if (getsockopt(fd, SOL_SOCKET, options[i], &facts[i], &length) < 0)
             return -1;
@@ -144,30 +184,23 @@ static int socket_facts(int fd, int facts[SOCKET_FACTS])
     return 0;
 }
 
-/* The verdict filed for this thread and these facts: 0 allow, an errno deny; -1 none
- * (or a Python error, then set). */
-static long filed_verdict(PyObject *verdicts, const int facts[SOCKET_FACTS],
-                          const char *address, Py_ssize_t length)
+static long long send_timeout_ns(int fd)
 {
-    PyObject *key = make_key(facts, address, length);
-    if (key == NULL)
-        return -1;
-    PyObject *verdict = PyDict_GetItemWithError(verdicts, key);
-    Py_DECREF(key);
-    return verdict == NULL ? -1 : PyLong_AsLong(verdict);
+    struct timeval timeout = {0, 0};
+    socklen_t length = sizeof timeout;
+    getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, &length);
+    return timeout.tv_sec * 1000000000LL + timeout.tv_usec * 1000LL;
 }
 
-/* The syscall is skipped and returns `result`, then the thread runs on. A thread that
- * is gone (killed meanwhile) is no error: waitpid reports its end. */
-static void finish(pid_t tid, long result)
+static int read_tracee(pid_t tid, void *into, uint64_t from, size_t length)
 {
-    ptrace(PTRACE_POKEUSER, tid, offsetof(struct user_regs_struct, orig_rax), -1L);
-    ptrace(PTRACE_POKEUSER, tid, offsetof(struct user_regs_struct, rax), result);
-    ptrace(PTRACE_CONT, tid, 0, 0);
+    struct iovec ours = {into, length};
+    struct iovec theirs = {(void *)(uintptr_t)from, length};
+    return length == 0 || process_vm_readv(tid, &ours, 1, &theirs, 1, 0) == (ssize_t)length;
 }
 
 /* What the supervisor keeps about this thread, if it lets C serve it: the thread's
- * pidfd and its table of filed verdicts (a borrowed dict), else 0. */
+ * pidfd and its table of filed verdicts (a borrowed dict); 0 if it does not. */
 static int servable(Server *self, pid_t tid, int *pidfd, PyObject **verdicts)
 {
     PyObject *key = PyLong_FromLong(tid);
@@ -194,73 +227,125 @@ static int servable(Server *self, pid_t tid, int *pidfd, PyObject **verdicts)
     return *pidfd >= 0;
 }
 
-static long long send_timeout_ns(int fd)
+/* The call at this stop, if it is one served here, with its address read; the
+ * bounds are the kernel's (a call outside them gets its errno from Python). */
+static int read_call(pid_t tid, struct stopped_call *stopped)
 {
-    struct timeval timeout = {0, 0};
-    socklen_t length = sizeof timeout;
-    getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, &length);
-    return timeout.tv_sec * 1000000000LL + timeout.tv_usec * 1000LL;
+    struct syscall_info info;
+    if (ptrace(GET_SYSCALL_INFO, tid, sizeof info, &info) < 0 || info.op != SYSCALL_INFO_SECCOMP)
+        return 0;
+    size_t which = 0;
+    while (which < sizeof served_syscalls / sizeof served_syscalls[0] &&
+           (served_syscalls[which].arch != info.arch || served_syscalls[which].nr != info.nr))
+        which++;
+    if (which == sizeof served_syscalls / sizeof served_syscalls[0])
+        return 0;
+    uint64_t mask = served_syscalls[which].word_mask;
+    stopped->call = served_syscalls[which].call;
+    stopped->arch = info.arch;
+    stopped->fd = (int)info.args[0];
+    uint64_t address;
+    if (stopped->call == CONNECT) {
+        address = info.args[1] & mask;
+        stopped->address_length = (int)info.args[2];
+    } else {
+        address = info.args[4] & mask;
+        stopped->address_length = (int)info.args[5];
+        stopped->data = info.args[1] & mask;
+        stopped->data_length = info.args[2] & mask;
+        stopped->flags = (int)(info.args[3] & ~(uint64_t)MSG_CMSG_COMPAT_FLAG);
+        if (address == 0 || stopped->address_length == 0 || stopped->data_length > MAX_DATAGRAM)
+            return 0; /* no destination: not a call filed here; too long: Python's */
+    }
+    if (stopped->address_length < 0 || stopped->address_length > MAX_ADDRLEN)
+        return 0;
+    return read_tracee(tid, stopped->address, address, stopped->address_length);
 }
 
-static enum served serve_connect(Server *self, pid_t tid, struct under_way *wait)
+/* The syscall is skipped and returns `result`, then the thread runs on. A thread that
+ * is gone (killed meanwhile) is no error: waitpid reports its end. */
+static void finish(pid_t tid, long result)
+{
+    ptrace(PTRACE_POKEUSER, tid, offsetof(struct user_regs_struct, orig_rax), -1L);
+    ptrace(PTRACE_POKEUSER, tid, offsetof(struct user_regs_struct, rax), result);
+    ptrace(PTRACE_CONT, tid, 0, 0);
+}
+
+/* Perform an allowed call on our copy of the socket; the result, and whether the
+ * tracee must wait for it as a blocking call would. */
+static long perform(Server *self, const struct stopped_call *stopped, int copy, int type,
+                    int *must_wait)
+{
+    int blocking = 0;
+    if (stopped->call == CONNECT) {
+        long result = connect_without_blocking(copy, type, stopped->address,
+                                               stopped->address_length, &blocking);
+        *must_wait = blocking && (result == -EALREADY || result == -EAGAIN);
+        return result;
+    }
+    ssize_t sent = sendto(copy, self->datagram, stopped->data_length, stopped->flags | MSG_DONTWAIT,
+                          (const struct sockaddr *)stopped->address, stopped->address_length);
+    long result = sent < 0 ? -errno : sent;
+    if (result == -EAGAIN && !(stopped->flags & MSG_DONTWAIT)) {
+        int file_flags = fcntl(copy, F_GETFL);
+        *must_wait = file_flags >= 0 && !(file_flags & O_NONBLOCK);
+    }
+    return result;
+}
+
+/* Serve the stopped call, `copy` being our copy of its socket. */
+static enum served serve_on(Server *self, pid_t tid, const struct stopped_call *stopped, int copy,
+                            PyObject *verdicts, struct under_way *wait)
+{
+    int head[KEY_INTS] = {stopped->call};
+    int *facts = head + 1; /* family, type, protocol */
+    if (socket_facts(copy, facts) < 0 || (facts[0] != AF_INET && facts[0] != AF_INET6) ||
+        (stopped->call == SENDTO && (facts[1] & 0xf) != SOCK_DGRAM))
+        return NOT_SERVED;
+    PyObject *key = make_key(head, stopped->address, stopped->address_length);
+    if (key == NULL)
+        return FAILED;
+    PyObject *filed = PyDict_GetItemWithError(verdicts, key);
+    Py_DECREF(key);
+    long verdict = filed == NULL ? -1 : PyLong_AsLong(filed);
+    if (verdict < 0)
+        return PyErr_Occurred() ? FAILED : NOT_SERVED;
+    /* A payload that cannot be read whole is Python's: it has the kernel answer it. */
+    if (verdict == 0 && stopped->call == SENDTO &&
+        !read_tracee(tid, self->datagram, stopped->data, stopped->data_length))
+        return NOT_SERVED;
+
+    self->stops++;
+    self->decided[stopped->call][verdict > 0]++;
+    if (verdict > 0) {
+        finish(tid, -verdict);
+        return SERVED;
+    }
+    int must_wait = 0;
+    long result = perform(self, stopped, copy, facts[1], &must_wait);
+    if (must_wait) {
+        *wait = (struct under_way){stopped->call, stopped->arch, facts[0], stopped->fd, result,
+                                   send_timeout_ns(copy)};
+        return MUST_WAIT;
+    }
+    finish(tid, result);
+    return SERVED;
+}
+
+static enum served serve(Server *self, pid_t tid, struct under_way *wait)
 {
     int pidfd;
     PyObject *verdicts;
     int ok = servable(self, tid, &pidfd, &verdicts);
     if (ok <= 0)
         return ok < 0 ? FAILED : NOT_SERVED;
-
-    struct syscall_info info;
-    if (ptrace(GET_SYSCALL_INFO, tid, sizeof info, &info) < 0 || info.op != SYSCALL_INFO_SECCOMP)
+    struct stopped_call stopped;
+    if (!read_call(tid, &stopped))
         return NOT_SERVED;
-    uint64_t word_mask;
-    if (info.arch == AUDIT_ARCH_X86_64 && info.nr == CONNECT_X86_64)
-        word_mask = UINT64_MAX;
-    else if (info.arch == AUDIT_ARCH_I386 && info.nr == CONNECT_I386)
-        word_mask = UINT32_MAX;
-    else
-        return NOT_SERVED;
-    int fd = (int)info.args[0];
-    int length = (int)info.args[2];
-    if (length < 0 || length > MAX_ADDRLEN)
-        return NOT_SERVED;
-
-    char address[MAX_ADDRLEN];
-    struct iovec ours = {address, length};
-    struct iovec theirs = {(void *)(uintptr_t)(info.args[1] & word_mask), length};
-    if (length > 0 && process_vm_readv(tid, &ours, 1, &theirs, 1, 0) != length)
-        return NOT_SERVED;
-
-    int copy = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+    int copy = (int)syscall(SYS_pidfd_getfd, pidfd, stopped.fd, 0);
     if (copy < 0)
         return NOT_SERVED;
-    enum served served = NOT_SERVED;
-    int facts[SOCKET_FACTS];
-    if (socket_facts(copy, facts) < 0 || (facts[0] != AF_INET && facts[0] != AF_INET6))
-        goto done;
-    long verdict = filed_verdict(verdicts, facts, address, length);
-    if (verdict < 0) {
-        served = PyErr_Occurred() ? FAILED : NOT_SERVED;
-        goto done;
-    }
-    self->stops++;
-    if (verdict > 0) {
-        self->denied++;
-        finish(tid, -verdict);
-        served = SERVED;
-        goto done;
-    }
-    self->allowed++;
-    int blocking = 0;
-    long result = connect_without_blocking(copy, facts[1], address, length, &blocking);
-    if (blocking && (result == -EALREADY || result == -EAGAIN)) {
-        *wait = (struct under_way){info.arch, fd, result, send_timeout_ns(copy)};
-        served = MUST_WAIT;
-        goto done;
-    }
-    finish(tid, result);
-    served = SERVED;
-done:
+    enum served served = serve_on(self, tid, &stopped, copy, verdicts, wait);
     close(copy);
     return served;
 }
@@ -275,10 +360,10 @@ static int append(PyObject *events, PyObject *event)
 }
 
 /* Wait for stops and serve what can be served here; return the rest, as a list of
- * (pid, status) for Python to handle, or (pid, arch, fd, result, send_timeout_ns)
- * for a connect under way whose tracee must now wait (judged and counted). All
- * stops already waiting are taken before any is served: waitpid(-1) reports the
- * earliest tracee first, which would otherwise keep the others waiting. */
+ * (pid, status) for Python to handle, or (pid, call, arch, family, fd, result,
+ * send_timeout_ns) for a call performed here whose tracee must now wait (judged and
+ * counted). All stops already waiting are taken before any is served: waitpid(-1)
+ * reports the earliest tracee first, which would otherwise keep the others waiting. */
 static PyObject *server_serve(Server *self, PyObject *drain_arg)
 {
     int drain = PyObject_IsTrue(drain_arg);
@@ -312,13 +397,14 @@ static PyObject *server_serve(Server *self, PyObject *drain_arg)
             struct under_way wait;
             enum served served = NOT_SERVED;
             if (WIFSTOPPED(statuses[i]) && statuses[i] >> 8 == SECCOMP_STOP)
-                served = serve_connect(self, pids[i], &wait);
+                served = serve(self, pids[i], &wait);
             if (served == FAILED ||
                 (served == NOT_SERVED &&
                  append(events, Py_BuildValue("(ii)", pids[i], statuses[i])) < 0) ||
                 (served == MUST_WAIT &&
-                 append(events, Py_BuildValue("(iIilL)", pids[i], wait.arch, wait.fd,
-                                              wait.result, wait.send_timeout_ns)) < 0)) {
+                 append(events, Py_BuildValue("(isIiilL)", pids[i], call_names[wait.call],
+                                              wait.arch, wait.family, wait.fd, wait.result,
+                                              wait.send_timeout_ns)) < 0)) {
                 Py_DECREF(events);
                 return NULL;
             }
@@ -327,11 +413,37 @@ static PyObject *server_serve(Server *self, PyObject *drain_arg)
     return events;
 }
 
+/* Every decision made here, as the supervisor counts them: {(call, action): n}. */
+static PyObject *server_decisions(Server *self, PyObject *unused)
+{
+    static const char *const actions[2] = {"allow", "deny"};
+    PyObject *counts = PyDict_New();
+    for (int call = 0; counts != NULL && call < CALLS; call++) {
+        for (int action = 0; action < 2; action++) {
+            if (self->decided[call][action] == 0)
+                continue;
+            PyObject *key = Py_BuildValue("(ss)", call_names[call], actions[action]);
+            PyObject *count = PyLong_FromUnsignedLongLong(self->decided[call][action]);
+            if (key == NULL || count == NULL || PyDict_SetItem(counts, key, count) < 0)
+                Py_CLEAR(counts);
+            Py_XDECREF(key);
+            Py_XDECREF(count);
+            if (counts == NULL)
+                break;
+        }
+    }
+    return counts;
+}
+
 static int server_init(Server *self, PyObject *args, PyObject *kwargs)
 {
     PyObject *known;
     if (!PyArg_ParseTuple(args, "O!", &PyDict_Type, &known))
         return -1;
+    if (self->datagram == NULL && (self->datagram = PyMem_RawMalloc(MAX_DATAGRAM)) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
     Py_XSETREF(self->known, Py_NewRef(known));
     return 0;
 }
@@ -339,26 +451,27 @@ static int server_init(Server *self, PyObject *args, PyObject *kwargs)
 static void server_dealloc(Server *self)
 {
     Py_XDECREF(self->known);
+    PyMem_RawFree(self->datagram);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static PyMethodDef server_methods[] = {
     {"serve", (PyCFunction)server_serve, METH_O,
      "serve(drain) -> the events Python must handle, after serving what it can."},
+    {"decisions", (PyCFunction)server_decisions, METH_NOARGS,
+     "decisions() -> {(call, action): count} of the calls served here."},
     {NULL},
 };
 
 static PyMemberDef server_members[] = {
     {"stops", T_ULONGLONG, offsetof(Server, stops), READONLY, "seccomp stops served here"},
-    {"allowed", T_ULONGLONG, offsetof(Server, allowed), READONLY, "connects allowed here"},
-    {"denied", T_ULONGLONG, offsetof(Server, denied), READONLY, "connects denied here"},
     {NULL},
 };
 
 static PyTypeObject ServerType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "sandbox._fastpath.Server",
-    .tp_doc = "Server(known): waits for stops and serves the connects filed in known[tid].verdicts.",
+    .tp_doc = "Server(known): waits for stops and serves the calls filed in known[tid].verdicts.",
     .tp_basicsize = sizeof(Server),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,
@@ -372,7 +485,7 @@ static PyMethodDef module_methods[] = {
     {"connect", fastpath_connect, METH_VARARGS,
      "connect(fd, type, address) -> (result, blocking): connect without ever blocking."},
     {"key", fastpath_key, METH_VARARGS,
-     "key(family, type, protocol, address) -> the name a connect's verdict is filed under."},
+     "key(call, family, type, protocol, address) -> the name a verdict is filed under."},
     {NULL},
 };
 

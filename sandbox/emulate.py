@@ -444,16 +444,20 @@ def _connect(plan: Plan) -> Outcome:
     sock = plan.sock
     result, blocking = _fastpath.connect(sock.fd, sock.type, plan.address or b"")
     if blocking and result in (-errno.EALREADY, -errno.EAGAIN):
-        return connect_wait(plan.fd, result, _send_timeout_ns(sock))
+        return wait_for("connect", sock.family, plan.fd, result, _send_timeout_ns(sock))
     return Done(result)
 
 
-def connect_wait(fd: int, result: int, send_timeout_ns: int | None) -> Wait:
-    """How the tracee waits for a blocking connect that is under way (EALREADY), or
-    for room in a unix listener's backlog (EAGAIN)."""
-    if result == -errno.EALREADY:
+def wait_for(call: str, family: int, fd: int, result: int, send_timeout_ns: int | None) -> Wait:
+    """How the tracee waits for a blocking call the supervisor could not complete at
+    once: a connect under way (EALREADY; a send with MSG_FASTOPEN: EINPROGRESS), or no
+    room (EAGAIN)."""
+    if result in (-errno.EALREADY, -errno.EINPROGRESS):
         return Wait(fd, send_timeout_ns, timed_out=-errno.EINPROGRESS, send_timeout_ns=send_timeout_ns)
-    return Wait(None, RETRY_NS, send_timeout_ns=send_timeout_ns)
+    # What is full is a unix listener's backlog (connect) or the receiver's queue of a
+    # unix datagram: the sender's socket is writable all the while.
+    polled = None if call == "connect" or family == AF_UNIX else fd
+    return Wait(polled, RETRY_NS, send_timeout_ns=send_timeout_ns)
 
 
 def _bind(plan: Plan) -> Outcome:
@@ -501,14 +505,8 @@ def _send(plan: Plan) -> Outcome:
         result = _send_one(sock, message)
         if result < 0 and index == 0:
             blocking = not message.flags & MSG_DONTWAIT and not _file_flags(sock) & os.O_NONBLOCK
-            if blocking and result == -errno.EAGAIN:
-                # A unix datagram socket is writable whatever the queue of the one it
-                # sends to, which is what is full.
-                fd = None if sock.family == AF_UNIX else plan.fd
-                return Wait(fd, RETRY_NS, send_timeout_ns=_send_timeout_ns(sock))
-            if blocking and result == -errno.EINPROGRESS:  # MSG_FASTOPEN: connecting
-                timeout = _send_timeout_ns(sock)
-                return Wait(plan.fd, timeout, timed_out=-errno.EINPROGRESS, send_timeout_ns=timeout)
+            if blocking and result in (-errno.EAGAIN, -errno.EINPROGRESS):
+                return wait_for("send", sock.family, plan.fd, result, _send_timeout_ns(sock))
         if result < 0:
             return Done(result if index == 0 else index, tuple(writes))
         if message.length_at is None:

@@ -24,10 +24,10 @@ from .abi import (Abi, SOCKETCALL, Via, abi_of, changes_credentials, identify, s
 from .audit import AuditLog, make_event
 from .calls import Subject, describe
 from .decode import Malformed, decode_words
-from .emulate import (RETRY_NS, Breach, Done, Outcome, Wait, connect_wait, emulate, emulate_as,
-                      needs_emulation)
+from .emulate import (RETRY_NS, Breach, Done, Outcome, Wait, emulate, emulate_as, needs_emulation,
+                      wait_for)
 from .errors import SandboxError, SupervisorError
-from .names import AF_INET, AF_INET6, SUBCALLS
+from .names import AF_INET, AF_INET6, SOCK_DGRAM, SUBCALLS
 from .profile import Profile
 from .rules import Action, Call, Verdict, needs_socket
 from .tracee import Credentials, Known, StopContext
@@ -48,8 +48,8 @@ _ARGUMENT_REGISTERS = {Abi.X86_64: ("rdi", "rsi", "rdx", "r10", "r8", "r9"),
                        Abi.I386: _ptrace.I386_ARG_REGISTERS}
 _PPOLL = {Abi.X86_64: "ppoll", Abi.I386: "ppoll_time64"}  # both take a 64-bit timespec
 _BELOW_RED_ZONE = 1024
-# Verdicts filed for _fastpath, over all executables: a program that connects to ever
-# new addresses finds the rest judged in Python, and the supervisor's memory bounded.
+# Verdicts filed for _fastpath, over all executables: a program that reaches ever new
+# addresses finds the rest judged in Python, and the supervisor's memory bounded.
 MAX_FILED = 10_000
 
 
@@ -90,8 +90,8 @@ class Supervisor:
     def __post_init__(self) -> None:
         self.tracees.add(self.main_pid)
         self._needs_socket = {name: needs_socket(self.profile.effective_rules, name) for name in SUBCALLS}
-        # Connect verdicts already reached, by executable, which _fastpath serves again
-        # for the same facts (see `file`).
+        # Verdicts already reached, by executable, which _fastpath serves again for the
+        # same facts (see `file`).
         self._filed: dict[str | None, dict[bytes, int]] = {}
         self._filed_count = 0
         self._fast = _fastpath.Server(self.known)
@@ -115,13 +115,11 @@ class Supervisor:
                         if len(event) == 2:
                             self.handle(*event)
                         else:
-                            self.connect_waits(*event)
+                            self.call_waits(*event)
                     except _ptrace.TraceeGone:
                         pass  # its exit will be reported by waitpid
             self.stops += self._fast.stops
-            for action, count in ((Action.ALLOW, self._fast.allowed), (Action.DENY, self._fast.denied)):
-                if count:
-                    self.decisions["connect", action.value] += count
+            self.decisions.update(self._fast.decisions())
             status = 128 + signal.SIGKILL if self.killed_by_rule else _exit_status(self.main_status)
             self.audit.summary(self.decisions, self.stops, self._fast.stops, status)
             return status
@@ -240,12 +238,15 @@ class Supervisor:
             stop.close()
 
     def file(self, subject: Subject, verdict: Verdict) -> None:
-        """File a connect's verdict for _fastpath to serve again. A connect to an IP
-        address is decided by the executable, the socket's family, type and protocol
-        and the sockaddr bytes alone: the same facts, the same verdict. Not filed: what
-        must be recorded (the record is written here) and kills."""
-        if (subject.call.name != "connect" or subject.socket is None
-                or subject.socket[0] not in (AF_INET, AF_INET6) or subject.raw_address is None
+        """File a verdict for _fastpath to serve again. A connect from an IP socket,
+        and a sendto naming a destination from an IP datagram socket, are decided by
+        the executable, the socket's family, type and protocol and the sockaddr bytes
+        alone: the same facts, the same verdict. Not filed: what must be recorded (the
+        record is written here) and kills."""
+        name, socket = subject.call.name, subject.socket
+        if (name not in ("connect", "sendto") or socket is None or socket[0] not in (AF_INET, AF_INET6)
+                or (name == "sendto" and socket[1] & 0xF != SOCK_DGRAM)
+                or subject.raw_address is None
                 or self.profile.audits(verdict) or self._filed_count >= MAX_FILED):
             return
         if verdict.action is Action.ALLOW:
@@ -255,13 +256,13 @@ class Supervisor:
         else:
             return
         table = self._filed.setdefault(subject.call.exe, {})
-        key = _fastpath.key(*subject.socket, subject.raw_address)
+        key = _fastpath.key(name, *socket, subject.raw_address)
         if key not in table:
             table[key] = result
             self._filed_count += 1
 
     def choose_server(self, stop: StopContext) -> None:
-        """Let _fastpath serve the thread's next connects where it serves them as this
+        """Let _fastpath serve the thread's next calls where it serves them as this
         module would: the thread is in the middle of nothing, its pidfd names the thread,
         no observer wants each call, and a call performed for it is performed as the
         supervisor (which a privileged supervisor does only for its equals)."""
@@ -325,13 +326,14 @@ class Supervisor:
         _ptrace.set_result(tid, outcome.result)
         _ptrace.cont(tid)
 
-    def connect_waits(self, tid: int, arch: int, fd: int, result: int, send_timeout_ns: int) -> None:
-        """_fastpath served a blocking connect (judged, counted, under way) that the
-        tracee must now wait for, as `emulate` would have it wait."""
+    def call_waits(self, tid: int, call: str, arch: int, family: int, fd: int, result: int,
+                   send_timeout_ns: int) -> None:
+        """_fastpath performed a blocking call (judged and counted) that the tracee must
+        now wait for, as `emulate` would have it wait."""
         abi = abi_of(arch)
         assert abi is not None
         self.give_up_at.pop(tid, None)  # a call of its own, not one running again
-        self.complete(tid, abi, connect_wait(fd, result, send_timeout_ns or None),
+        self.complete(tid, abi, wait_for(call, family, fd, result, send_timeout_ns or None),
                       _ptrace.TraceeMemory(tid))
 
     # -- a tracee waiting in place of a call ------------------------------------------------

@@ -117,7 +117,7 @@ class Known:
     # may change them and forgets them there.
     credentials: Credentials | None = None
     # The verdicts filed for this thread's executable, which _fastpath may serve its
-    # connects from; None while every stop of the thread must go to Python.
+    # calls from; None while every stop of the thread must go to Python.
     verdicts: dict[bytes, int] | None = None
 
     def forget_image(self) -> None:

@@ -68,8 +68,8 @@ def test_rewriting_memory_after_the_check_gets_nothing_through(programs, tmp_pat
     # A second thread (or, for procmem, a second process through /proc/PID/mem) keeps
     # flipping the destination between an allowed port and a denied one while the
     # call is made 2000 times. Natively about half would go to the denied port.
-    # A direct connect is also served by the C fast path once its facts repeat: the
-    # summary's repeats show that the race was run against it too.
+    # A direct connect or UDP sendto is also served by the C fast path once its facts
+    # repeat: the summary's repeats show that the race was run against it too.
     kind = TcpServer if mode in ("connect", "socketcall", "procmem") else UdpServer
     allowed, denied = kind(), kind()
     log = tmp_path / "log.jsonl"
@@ -78,7 +78,7 @@ def test_rewriting_memory_after_the_check_gets_nothing_through(programs, tmp_pat
         result = sockbox("run", "-q", "-p", profile, "--log", str(log), "--", programs("race", bits),
                          mode, str(allowed.port), str(denied.port), "2000", timeout=300)
         assert result.stdout.startswith("done 2000"), result.stdout + result.stderr
-        if mode in ("connect", "procmem"):
+        if mode in ("connect", "procmem", "sendto"):
             assert json.loads(log.read_text().splitlines()[-1])["repeats"] > 0
         if kind is UdpServer:
             reached_allowed, reached_denied = len(allowed.collect()), len(denied.collect())

@@ -1,8 +1,8 @@
-"""The supervisor's C fast path (sandbox/_fastpath.c): a connect with the same facts as
-one decided before (executable, socket, sockaddr bytes) is served in C with the same
-verdict and counted as a repeat in the summary. Each test checks both what the program
-saw and how many stops were repeats, so that it fails if the fast path serves what it
-must not, and also if it quietly serves nothing."""
+"""The supervisor's C fast path (sandbox/_fastpath.c): a connect, or a UDP sendto naming
+a destination, with the same facts as one decided before (executable, socket, sockaddr
+bytes) is served in C with the same verdict and counted as a repeat in the summary.
+Each test checks both what the program saw and how many stops were repeats, so that it
+fails if the fast path serves what it must not, and also if it quietly serves nothing."""
 
 from __future__ import annotations
 
@@ -13,17 +13,19 @@ import sys
 
 import pytest
 
-from conftest import sockbox, write_profile
+from conftest import TcpServer, UdpServer, sockbox, write_profile
 from sandbox.supervisor import MAX_FILED
 
 CONNECTS = 5
+# Each call the fast path serves: the netprobe operation making it, and its server.
+CALLS = {"connect": ("tcp", TcpServer), "sendto": ("udp", UdpServer)}
 
 
 def summary_of(log) -> dict:
     return json.loads(log.read_text().splitlines()[-1])
 
 
-def loopback_profile(directory, port: int, connect_rule: str, log: str = "deny") -> str:
+def loopback_profile(directory, port: int, rule: str, log: str = "deny", call: str = "connect") -> str:
     return write_profile(directory, f"""
 [profile]
 log = "{log}"
@@ -31,11 +33,24 @@ log = "{log}"
 calls = ["socket", "send", "recv", "recvfrom", "setsockopt"]
 action = "allow"
 [[rule]]
-calls = ["connect"]
+calls = ["{call}"]
 address = ["127.0.0.1/32"]
 port = [{port}]
-{connect_rule}
+{rule}
 """)
+
+
+@pytest.fixture(params=CALLS)
+def served(request):
+    """(call, netprobe operation, server) for each call the fast path serves."""
+    operation, kind = CALLS[request.param]
+    server = kind()
+    yield request.param, operation, server
+    server.close()
+
+
+def received(server) -> list[bytes]:
+    return server.collect() if isinstance(server, UdpServer) else server.received
 
 
 # Direct connects on either ABI are served in C; socketcall's are not (Python reads its
@@ -46,34 +61,36 @@ DIRECT = {64: "libc", 32: "syscall"}  # how each build makes direct connects
 
 
 @pytest.mark.parametrize("via,bits,repeats", VIAS, ids=[f"{v}{b}" for v, b, _ in VIAS])
-def test_repeated_allowed_connects_are_served_from_the_first_verdict(programs, tmp_path, tcp_server,
-                                                                     via, bits, repeats):
+def test_repeated_allowed_calls_are_served_from_the_first_verdict(programs, tmp_path, served,
+                                                                  via, bits, repeats):
+    call, operation, server = served
     log = tmp_path / "log.jsonl"
     result = sockbox("run", "-p", "localhost", "--log", str(log), "--",
                      programs("netprobe", bits), "--via", via, "--repeat", str(CONNECTS),
-                     "tcp", "127.0.0.1", str(tcp_server.port))
+                     operation, "127.0.0.1", str(server.port))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("connect OK 0") == CONNECTS
-    assert tcp_server.received == [b"ping"] * CONNECTS
+    assert result.stdout.count(f"{call} OK") == CONNECTS
+    assert received(server) == [b"ping"] * CONNECTS
     summary = summary_of(log)
-    assert summary["decisions"]["connect"] == {"allow": CONNECTS}
+    assert summary["decisions"][call] == {"allow": CONNECTS}
     assert summary["repeats"] == repeats
 
 
 @pytest.mark.parametrize("bits", [64, 32])
-def test_repeated_denied_connects_get_the_rules_errno_and_reach_nothing(programs, tmp_path,
-                                                                        tcp_server, bits):
+def test_repeated_denied_calls_get_the_rules_errno_and_reach_nothing(programs, tmp_path, served,
+                                                                     bits):
     # Unrecorded denials (log = "none") are repeated in C too, with the rule's errno.
+    call, operation, server = served
     log = tmp_path / "log.jsonl"
-    profile = loopback_profile(tmp_path, tcp_server.port, 'action = "deny"\nerrno = "ECONNREFUSED"',
-                               log="none")
+    profile = loopback_profile(tmp_path, server.port, 'action = "deny"\nerrno = "ECONNREFUSED"',
+                               log="none", call=call)
     result = sockbox("run", "-p", profile, "--log", str(log), "--", programs("netprobe", bits),
-                     "--via", DIRECT[bits], "--repeat", str(CONNECTS), "tcp", "127.0.0.1",
-                     str(tcp_server.port))
-    assert result.stdout.count("connect ERR ECONNREFUSED") == CONNECTS, result.stdout + result.stderr
-    assert tcp_server.received == []
+                     "--via", DIRECT[bits], "--repeat", str(CONNECTS), operation, "127.0.0.1",
+                     str(server.port))
+    assert result.stdout.count(f"{call} ERR ECONNREFUSED") == CONNECTS, result.stdout + result.stderr
+    assert received(server) == []
     summary = summary_of(log)
-    assert summary["decisions"]["connect"] == {"deny": CONNECTS}
+    assert summary["decisions"][call] == {"deny": CONNECTS}
     assert summary["repeats"] == CONNECTS - 1
 
 

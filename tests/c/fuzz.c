@@ -103,6 +103,18 @@ static long sockaddr(void) {
     }
     return next() % 8 ? (long)p : pointer();
 }
+/* The last connect or sendto, to be made again exactly (as a program retries; the
+ * sandbox serves a repeat in C): its arguments, and its address's bytes, which the
+ * arena loses after every call. */
+static struct { const char *name; long nr; long a[6]; unsigned char *at; unsigned char bytes[128]; } last;
+static void remember(const char *name, long nr, const long *a, int address_arg) {
+    last.name = name, last.nr = nr;
+    memcpy(last.a, a, sizeof last.a);
+    unsigned char *at = (unsigned char *)a[address_arg];
+    last.at = at >= arena && at + sizeof last.bytes <= arena + ARENA ? at : NULL;
+    if (last.at) memcpy(last.bytes, at, sizeof last.bytes);
+}
+
 static long message(int vlen) {
     /* A msghdr (or an array of mmsghdr) whose fields point at random places. */
     long *m = (long *)(arena + 8 * (next() % ((ARENA - 4096) / 8)));
@@ -178,7 +190,7 @@ int main(int argc, char **argv) {
         const char *name;
         long f = fd_arg();
         long a[6] = {0};
-        switch (next() % 18) {
+        switch (next() % 19) {
         case 0: name = "socket";
             if (next() % 3)
                 r = CALL(SYS_socket, PICK(families), PICK(types) | nonblock, PICK(protocols));
@@ -191,7 +203,8 @@ int main(int argc, char **argv) {
         case 2: name = "bind";
             r = CALL(SYS_bind, f, sockaddr(), length()); break;
         case 3: name = "connect";
-            r = CALL(SYS_connect, f, sockaddr(), length()); break;
+            r = CALL(SYS_connect, f, sockaddr(), length());
+            remember(name, SYS_connect, a, 1); break;
         case 4: name = "listen";
             r = CALL(SYS_listen, f, (long)(next() % 8)); break;
         case 5: name = "accept4";
@@ -204,7 +217,8 @@ int main(int argc, char **argv) {
             r = CALL(SYS_getpeername, f, pointer(), pointer()); break;
         case 8: name = "sendto";
             r = CALL(SYS_sendto, f, pointer(), length() & 0xfff, PICK(flags) | 0x40 | 0x4000,
-                        next() % 2 ? sockaddr() : 0, length()); break;
+                        next() % 2 ? sockaddr() : 0, length());
+            remember(name, SYS_sendto, a, 4); break;
         case 9: name = "recvfrom";
             r = CALL(SYS_recvfrom, f, pointer(), length() & 0xfff, 0x40, pointer(), pointer()); break;
         case 10: name = "shutdown";
@@ -224,6 +238,11 @@ int main(int argc, char **argv) {
             r = CALL(SYS_sendmmsg, f, message(3), (long)(next() % 4), PICK(flags) | 0x40 | 0x4000); break;
         case 16: name = "recvmmsg";
             r = CALL(SYS_recvmmsg, f, message(3), (long)(next() % 4), 0x40, 0L); break;
+        case 17: name = last.name ? last.name : "again";
+            if (last.at) memcpy(last.at, last.bytes, sizeof last.bytes);
+            r = last.name ? CALL(last.nr, last.a[0], last.a[1], last.a[2], last.a[3], last.a[4], last.a[5]) : -1;
+            if (!last.name) errno = 0;
+            break;
         default: name = "close";
             r = f > 2 ? close((int)f) : -1; if (f <= 2) errno = 0; break;
         }
