@@ -553,16 +553,18 @@ def plot(results: dict, path: Path) -> str | None:
     except ImportError as error:
         return f"no plot: {error}"
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    styles = {"sockbox": ("tab:red", "o"), "strace": ("tab:blue", "s"), "firejail": ("tab:green", "^")}
-    for tool, (colour, marker) in styles.items():
+    # Each tool's labels at their own height beside the point, so that close values stay legible.
+    styles = {"sockbox": ("tab:red", "o", 8), "strace": ("tab:blue", "s", -12),
+              "firejail": ("tab:green", "^", 8)}
+    for tool, (colour, marker, label_dy) in styles.items():
         points = [(t, added(results, f"connect_x{t}", tool)) for t in THREADS]
         points = [(t, v) for t, v in points if v is not None]
         if points:
             xs, ys = zip(*points)
             ax.plot(xs, ys, marker=marker, color=colour, label=tool, linewidth=2)
             for x, y in points:
-                ax.annotate(f"{y:.1f}", (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8,
-                            color=colour)
+                ax.annotate(f"{y:.1f}", (x, y), textcoords="offset points", xytext=(6, label_dy),
+                            fontsize=8, color=colour)
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.margins(y=0.12)  # room for the labels above the highest point
     ax.set_xscale("log", base=2)
