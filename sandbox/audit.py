@@ -189,7 +189,7 @@ class AuditLog:
                 status: int) -> None:
         """One record at exit: every decision the supervisor made, audited or not, by
         call and action; how many times the sandbox stopped for it, and how many of
-        those stops repeated an earlier connect's facts (served in C with its
+        those stops repeated the facts of a call decided before (served in C with its
         verdict); the exit status."""
         counts: dict[str, dict[str, int]] = {}
         for (call, action), count in sorted(decisions.items()):

@@ -107,7 +107,8 @@ def credentials(pid: int | str) -> Credentials:
 
 @dataclass
 class Known:
-    """What the supervisor keeps about one tracee thread from one stop to the next."""
+    """What the supervisor keeps about one tracee thread from one stop to the next.
+    _fastpath.c reads `pidfd` and `verdicts` by these names."""
 
     exe: str | None = None
     exe_read: bool = False
