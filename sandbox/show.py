@@ -20,7 +20,16 @@ def render(profile: Profile, plans: list[AbiPlan]) -> str:
                 label = " ".join(part for part in (syscall.name, form, shape_plan.shape.text) if part)
                 outcomes = "; ".join(_clause(c.action, c.reason, c.tests) for c in shape_plan.clauses)
                 lines.append(f"  {label:<38} {outcomes}")
+    if any(clause.action == RET_TRACE for abi_plan in plans for syscall in abi_plan.syscalls
+           if syscall.name in ("connect", "sendto")
+           for shape_plan in syscall.shapes for clause in shape_plan.clauses):
+        lines += ["", REPEATS]
     return "\n".join(lines)
+
+
+REPEATS = ("At the supervisor, a direct connect from an IP socket, or sendto naming a destination\n"
+           "from an IP datagram socket, whose facts (executable, socket, address bytes) repeat an\n"
+           "unrecorded decision is served in C with it (`repeats` in the --log summary).")
 
 
 def _clause(action: int, reason: str, tests: tuple) -> str:

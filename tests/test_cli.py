@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import sockbox, write_profile
-from sandbox import cli, entry
+from sandbox import cli, entry, show
 from sandbox.entry import RunOptions
 
 
@@ -40,13 +40,16 @@ def test_profiles_lists_every_builtin_with_its_description():
     assert all(len(line.split()) > 2 for line in lines)
 
 
-def test_show_lists_rules_and_where_each_call_is_decided():
+def test_show_lists_rules_and_where_each_call_is_decided(tmp_path):
     shown = sockbox("show", "-p", "localhost").stdout
     assert "sockbox:rule[1]  deny setsockopt option=ip_options,ipv6_rthdr,ipv6_2292rthdr" in shown
     assert "x86_64: where each call is decided" in shown and "i386: where each call is decided" in shown
     rows = {line.split()[0]: line for line in shown.splitlines() if line.startswith("  ") and line.split()}
     assert "kernel allows if family in rule and type in rule" in rows["socket"]
     assert "supervisor" in rows["connect"]
+    assert shown.endswith(show.REPEATS + "\n")  # where repeats are decided, said once
+    kernel_only = write_profile(tmp_path, '[profile]\ndefault = "allow"\nlog = "none"\n')
+    assert show.REPEATS not in sockbox("show", "-p", kernel_only).stdout
 
 
 @pytest.mark.parametrize("arguments,status,first_word", [
