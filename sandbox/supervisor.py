@@ -271,7 +271,8 @@ class Supervisor:
                     and not self.observers and not self.killed_by_rule
                     and tid not in self.waiting and tid not in self.running_again
                     and (not self.credentials.privileged or stop.credentials() == self.credentials))
-        known.verdicts = self._filed.setdefault(known.exe, {}) if servable else None
+        # No table yet: nothing to serve (the first filing for the executable makes one).
+        known.verdicts = self._filed.get(known.exe) if servable else None
 
     def judge(self, subjects: list[Subject]) -> tuple[Subject, Verdict]:
         """The strictest verdict over a call's subjects (every message of a sendmmsg)."""

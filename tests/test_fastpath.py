@@ -16,7 +16,7 @@ import pytest
 from conftest import TcpServer, UdpServer, sockbox, write_profile
 from sandbox.supervisor import MAX_FILED
 
-CONNECTS = 5
+TIMES = 5  # how often each test makes its call
 # Each call the fast path serves: the netprobe operation making it, and its server.
 CALLS = {"connect": ("tcp", TcpServer), "sendto": ("udp", UdpServer)}
 
@@ -53,11 +53,11 @@ def received(server) -> list[bytes]:
     return server.collect() if isinstance(server, UdpServer) else server.received
 
 
-# Direct connects on either ABI are served in C; socketcall's are not (Python reads its
-# argument array and rewrites the call), and i386 glibc connects through socketcall.
-VIAS = [("libc", 64, CONNECTS - 1), ("syscall", 32, CONNECTS - 1), ("int80", 64, CONNECTS - 1),
+# Direct calls on either ABI are served in C; socketcall's are not (Python reads its
+# argument array), and i386 glibc makes its socket calls through socketcall.
+VIAS = [("libc", 64, TIMES - 1), ("syscall", 32, TIMES - 1), ("int80", 64, TIMES - 1),
         ("libc", 32, 0)]
-DIRECT = {64: "libc", 32: "syscall"}  # how each build makes direct connects
+DIRECT = {64: "libc", 32: "syscall"}  # how each build makes direct socket calls
 
 
 @pytest.mark.parametrize("via,bits,repeats", VIAS, ids=[f"{v}{b}" for v, b, _ in VIAS])
@@ -66,13 +66,13 @@ def test_repeated_allowed_calls_are_served_from_the_first_verdict(programs, tmp_
     call, operation, server = served
     log = tmp_path / "log.jsonl"
     result = sockbox("run", "-p", "localhost", "--log", str(log), "--",
-                     programs("netprobe", bits), "--via", via, "--repeat", str(CONNECTS),
+                     programs("netprobe", bits), "--via", via, "--repeat", str(TIMES),
                      operation, "127.0.0.1", str(server.port))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count(f"{call} OK") == CONNECTS
-    assert received(server) == [b"ping"] * CONNECTS
+    assert result.stdout.count(f"{call} OK") == TIMES
+    assert received(server) == [b"ping"] * TIMES
     summary = summary_of(log)
-    assert summary["decisions"][call] == {"allow": CONNECTS}
+    assert summary["decisions"][call] == {"allow": TIMES}
     assert summary["repeats"] == repeats
 
 
@@ -85,13 +85,13 @@ def test_repeated_denied_calls_get_the_rules_errno_and_reach_nothing(programs, t
     profile = loopback_profile(tmp_path, server.port, 'action = "deny"\nerrno = "ECONNREFUSED"',
                                log="none", call=call)
     result = sockbox("run", "-p", profile, "--log", str(log), "--", programs("netprobe", bits),
-                     "--via", DIRECT[bits], "--repeat", str(CONNECTS), operation, "127.0.0.1",
+                     "--via", DIRECT[bits], "--repeat", str(TIMES), operation, "127.0.0.1",
                      str(server.port))
-    assert result.stdout.count(f"{call} ERR ECONNREFUSED") == CONNECTS, result.stdout + result.stderr
+    assert result.stdout.count(f"{call} ERR ECONNREFUSED") == TIMES, result.stdout + result.stderr
     assert received(server) == []
     summary = summary_of(log)
-    assert summary["decisions"][call] == {"deny": CONNECTS}
-    assert summary["repeats"] == CONNECTS - 1
+    assert summary["decisions"][call] == {"deny": TIMES}
+    assert summary["repeats"] == TIMES - 1
 
 
 @pytest.mark.parametrize("profile_log,rule_log", [("all", ""), ("deny", "log = true")],
@@ -102,10 +102,10 @@ def test_recorded_decisions_are_never_repeated_unrecorded(programs, tmp_path, tc
     profile = loopback_profile(tmp_path, tcp_server.port, f'action = "allow"\n{rule_log}',
                                log=profile_log)
     result = sockbox("run", "-p", profile, "--log", str(log), "--", programs("netprobe"),
-                     "--repeat", str(CONNECTS), "tcp", "127.0.0.1", str(tcp_server.port))
+                     "--repeat", str(TIMES), "tcp", "127.0.0.1", str(tcp_server.port))
     assert result.returncode == 0, result.stdout + result.stderr
     *records, summary = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [r["call"] for r in records if r["call"] == "connect"] == ["connect"] * CONNECTS
+    assert [r["call"] for r in records if r["call"] == "connect"] == ["connect"] * TIMES
     assert summary["repeats"] == 0
 
 
