@@ -51,6 +51,13 @@ def programs() -> Programs:
 SOCKBOX = [sys.executable, "-m", "sandbox"]
 
 
+def in_new_netns(command: list[str], setup: str = "") -> list[str]:
+    """`command` in a network namespace of its own, loopback up, then `setup` (shell)."""
+    userns = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+    script = f'ip link set lo up{" && " + setup if setup else ""} && exec "$@"'
+    return ["unshare", "--net", *userns, "sh", "-c", script, "-", *command]
+
+
 def sockbox(*args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
     """`sockbox ARGS...` in a child process, output captured as text."""
     return subprocess.run([*SOCKBOX, *args], capture_output=True, text=True, timeout=timeout,

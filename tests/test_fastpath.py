@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 
 import pytest
 
-from conftest import TcpServer, UdpServer, sockbox, write_profile
+from conftest import SOCKBOX, TcpServer, UdpServer, in_new_netns, sockbox, write_profile
 from sandbox.supervisor import MAX_FILED
 
 TIMES = 5  # how often each test makes its call
@@ -189,3 +190,35 @@ connect(addresses[0]); connect(addresses[-1]); connect(addresses[-1])
     summary = summary_of(log)
     assert summary["decisions"]["connect"] == {"allow": MAX_FILED + 13}
     assert summary["repeats"] == 1
+
+
+def test_a_repeated_send_that_finds_no_room_still_waits_as_it_would(tmp_path):
+    # In a network namespace of its own whose loopback holds datagrams back (a token
+    # bucket of 8 kbit/s), a small send buffer fills after a few sends; a blocking sendto
+    # then waits until SO_SNDTIMEO and fails with EAGAIN. The repeats are served in C,
+    # which hands such a wait to the supervisor's Python, as for a connect.
+    code = """
+import socket, struct, time
+receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+receiver.bind(("127.0.0.1", 0))
+sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("=qq", 0, 300_000))
+for _ in range(12):
+    started = time.monotonic()
+    try:
+        print("sent", sender.sendto(b"x" * 1000, receiver.getsockname()))
+    except BlockingIOError:
+        print("EAGAIN after", round(time.monotonic() - started, 2))
+"""
+    log = tmp_path / "log.jsonl"
+    command = [*SOCKBOX, "run", "-p", "localhost", "--log", str(log), "--", sys.executable, "-c", code]
+    slow_loopback = "tc qdisc add dev lo root tbf rate 8kbit burst 1600 latency 60s"
+    result = subprocess.run(in_new_netns(command, slow_loopback), capture_output=True, text=True,
+                            timeout=60)
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0 and lines[0] == "sent 1000", result.stdout + result.stderr
+    waits = [float(line.split()[-1]) for line in lines if line.startswith("EAGAIN")]
+    assert len(waits) >= 3, lines  # the buffer filled, and then every send waited...
+    assert all(0.25 <= wait < 2 for wait in waits), lines  # ...as long as SO_SNDTIMEO says
+    assert summary_of(log)["repeats"] >= len(waits)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SOCKBOX, TESTS, Terminal, sockbox, write_profile
+from conftest import SOCKBOX, TESTS, Terminal, in_new_netns, sockbox, write_profile
 
 FUZZ_SEEDS = int(os.environ.get("SOCKBOX_FUZZ_SEEDS", "4"))
 FUZZ_CALLS = 4000
@@ -36,12 +36,6 @@ AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 def as_user(user: str) -> list[str]:
     return AS_NOBODY if user == "nobody" else []
-
-
-def in_new_netns(command: list[str]) -> list[str]:
-    """`command` in a network namespace of its own, loopback up."""
-    userns = [] if ROOT else ["--user", "--map-root-user"]
-    return ["unshare", "--net", *userns, "sh", "-c", 'ip link set lo up && exec "$@"', "-", *command]
 
 
 def sandboxed(profile: str, *options: str) -> list[str]:
