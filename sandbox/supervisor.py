@@ -173,6 +173,8 @@ class Supervisor:
             else:
                 _ptrace.cont(pid)
         else:
+            if pid in self.running_again:
+                self.interrupt_rerun(pid, stop_signal)
             _ptrace.cont(pid, stop_signal)  # deliver the signal
 
     def forget(self, pid: int) -> None:
@@ -393,17 +395,25 @@ class Supervisor:
         result = result - (1 << 64) if result >= 1 << 63 else result
         regs = _ptrace.copy_registers(waiting.original)
         if _signal_interrupts(tid):
-            # As the call itself would have been interrupted: with SO_SNDTIMEO set, EINTR;
-            # else restarted or EINTR per the handler's SA_RESTART, by the kernel, which
-            # takes the call from orig_rax.
-            interrupted = -errno.EINTR if waiting.wait.send_timeout_ns else -ERESTARTSYS
-            regs.rax = interrupted & 0xFFFFFFFFFFFFFFFF
+            regs.rax = _interrupted(waiting.wait.send_timeout_ns is not None) & 0xFFFFFFFFFFFFFFFF
         elif result == 0 and waiting.wait.timed_out is not None:
             regs.rax = waiting.wait.timed_out & 0xFFFFFFFFFFFFFFFF
         else:  # ready, waited enough, or the wait failed: run the call again, decided again
             regs.rax = waiting.original.orig_rax
             regs.rip = waiting.original.rip - 2  # syscall, sysenter's landing and int $0x80: 2 bytes
             self.running_again[tid] = (waiting.original.rip, waiting.original.orig_rax)
+        _ptrace.set_registers(tid, regs)
+
+    def interrupt_rerun(self, tid: int, signal_number: int) -> None:
+        """A signal came after a wait ended and before its call ran again (end_wait had
+        found none pending): it interrupts the call, as it would have the wait."""
+        rip, _ = self.running_again[tid]
+        regs = _ptrace.registers(tid)
+        if regs.rip != rip - 2 or not _signal_interrupts(tid, 1 << (signal_number - 1)):
+            return  # not at the call any more, or a signal that interrupts nothing
+        del self.running_again[tid]
+        regs.rip = rip
+        regs.rax = _interrupted(tid in self.give_up_at) & 0xFFFFFFFFFFFFFFFF
         _ptrace.set_registers(tid, regs)
 
     def kill_all(self) -> None:
@@ -423,9 +433,17 @@ _IGNORED_BY_DEFAULT = sum(1 << (s - 1) for s in (signal.SIGCHLD, signal.SIGCONT,
                                                   signal.SIGWINCH))
 
 
-def _signal_interrupts(tid: int) -> bool:
-    """Whether a signal is pending for the thread that would interrupt a blocking call:
-    one not blocked and not ignored, by its handler or by default."""
+def _interrupted(send_timeout: bool) -> int:
+    """What a call a signal interrupts returns, as the kernel's socket waits return it:
+    with SO_SNDTIMEO set, EINTR; else ERESTARTSYS, which the kernel, delivering the
+    signal, turns into a restart (from orig_rax) or EINTR per the handler's SA_RESTART."""
+    return -errno.EINTR if send_timeout else -ERESTARTSYS
+
+
+def _signal_interrupts(tid: int, signals: int | None = None) -> bool:
+    """Whether a signal would interrupt a blocking call of the thread: one of `signals`
+    (a mask; by default, those pending) not blocked and not ignored, by its handler or
+    by default."""
     masks = {}
     try:
         with open(f"/proc/{tid}/status") as status:
@@ -435,9 +453,10 @@ def _signal_interrupts(tid: int) -> bool:
                     masks[key] = int(value, 16)
     except OSError:
         return False
-    pending = masks.get("SigPnd", 0) | masks.get("ShdPnd", 0)
+    if signals is None:
+        signals = masks.get("SigPnd", 0) | masks.get("ShdPnd", 0)
     ignored = masks.get("SigIgn", 0) | (_IGNORED_BY_DEFAULT & ~masks.get("SigCgt", 0))
-    return bool(pending & ~masks.get("SigBlk", 0) & ~ignored)
+    return bool(signals & ~masks.get("SigBlk", 0) & ~ignored)
 
 
 def _exit_status(status: int | None) -> int:
