@@ -394,26 +394,31 @@ class Supervisor:
         result = _ptrace.registers(tid).rax
         result = result - (1 << 64) if result >= 1 << 63 else result
         regs = _ptrace.copy_registers(waiting.original)
-        if _signal_interrupts(tid):
-            regs.rax = _interrupted(waiting.wait.send_timeout_ns is not None) & 0xFFFFFFFFFFFFFFFF
-        elif result == 0 and waiting.wait.timed_out is not None:
+        if result == 0 and waiting.wait.timed_out is not None:
             regs.rax = waiting.wait.timed_out & 0xFFFFFFFFFFFFFFFF
-        else:  # ready, waited enough, or the wait failed: run the call again, decided again
+        else:
+            # Ready, waited enough, or the wait failed (a signal among the reasons, which
+            # is delivered before the call runs again: see interrupt_rerun): run the call
+            # again, decided again.
             regs.rax = waiting.original.orig_rax
             regs.rip = waiting.original.rip - 2  # syscall, sysenter's landing and int $0x80: 2 bytes
             self.running_again[tid] = (waiting.original.rip, waiting.original.orig_rax)
         _ptrace.set_registers(tid, regs)
 
     def interrupt_rerun(self, tid: int, signal_number: int) -> None:
-        """A signal came after a wait ended and before its call ran again (end_wait had
-        found none pending): it interrupts the call, as it would have the wait."""
+        """A signal is delivered to a thread whose call is set to run again after a wait
+        (one that ended the wait, or came just after): it interrupts the call, as it
+        would have natively. The call returns, as the kernel's socket waits return, EINTR
+        with SO_SNDTIMEO set; else ERESTARTSYS, which the kernel, delivering the signal,
+        turns into a restart (from orig_rax) or EINTR per the handler's SA_RESTART."""
         rip, _ = self.running_again[tid]
         regs = _ptrace.registers(tid)
-        if regs.rip != rip - 2 or not _signal_interrupts(tid, 1 << (signal_number - 1)):
+        if regs.rip != rip - 2 or _ignores(tid, signal_number):
             return  # not at the call any more, or a signal that interrupts nothing
         del self.running_again[tid]
         regs.rip = rip
-        regs.rax = _interrupted(tid in self.give_up_at) & 0xFFFFFFFFFFFFFFFF
+        interrupted = -errno.EINTR if tid in self.give_up_at else -ERESTARTSYS
+        regs.rax = interrupted & 0xFFFFFFFFFFFFFFFF
         _ptrace.set_registers(tid, regs)
 
     def kill_all(self) -> None:
@@ -427,36 +432,25 @@ class Supervisor:
                 self.tracees.discard(pid)
 
 
-# Signals whose default is to be ignored: pending, for a tracee (ptrace queues even
-# those), they would not have interrupted anything.
+# Signals whose default is to be ignored.
 _IGNORED_BY_DEFAULT = sum(1 << (s - 1) for s in (signal.SIGCHLD, signal.SIGCONT, signal.SIGURG,
                                                   signal.SIGWINCH))
 
 
-def _interrupted(send_timeout: bool) -> int:
-    """What a call a signal interrupts returns, as the kernel's socket waits return it:
-    with SO_SNDTIMEO set, EINTR; else ERESTARTSYS, which the kernel, delivering the
-    signal, turns into a restart (from orig_rax) or EINTR per the handler's SA_RESTART."""
-    return -errno.EINTR if send_timeout else -ERESTARTSYS
-
-
-def _signal_interrupts(tid: int, signals: int | None = None) -> bool:
-    """Whether a signal would interrupt a blocking call of the thread: one of `signals`
-    (a mask; by default, those pending) not blocked and not ignored, by its handler or
-    by default."""
+def _ignores(tid: int, signal_number: int) -> bool:
+    """Whether the thread ignores the signal, by its disposition or by default: such a
+    signal, queued for a tracee all the same, would not have interrupted anything."""
     masks = {}
     try:
         with open(f"/proc/{tid}/status") as status:
             for line in status:
                 key, _, value = line.partition(":")
-                if key in ("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"):
+                if key in ("SigIgn", "SigCgt"):
                     masks[key] = int(value, 16)
     except OSError:
         return False
-    if signals is None:
-        signals = masks.get("SigPnd", 0) | masks.get("ShdPnd", 0)
     ignored = masks.get("SigIgn", 0) | (_IGNORED_BY_DEFAULT & ~masks.get("SigCgt", 0))
-    return bool(signals & ~masks.get("SigBlk", 0) & ~ignored)
+    return bool(ignored & 1 << (signal_number - 1))
 
 
 def _exit_status(status: int | None) -> int:
