@@ -111,6 +111,21 @@ static PyObject *fastpath_connect(PyObject *module, PyObject *args)
     return Py_BuildValue("(lO)", result, blocking ? Py_True : Py_False);
 }
 
+/* SO_SNDTIMEO in ns, which bounds how long a blocking call waits; 0: no bound. */
+static long long send_timeout_ns(int fd)
+{
+    struct timeval timeout = {0, 0};
+    socklen_t length = sizeof timeout;
+    getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, &length);
+    return timeout.tv_sec * 1000000000LL + timeout.tv_usec * 1000LL;
+}
+
+static PyObject *fastpath_send_timeout_ns(PyObject *module, PyObject *fd)
+{
+    int descriptor = PyObject_AsFileDescriptor(fd);
+    return descriptor < 0 ? NULL : PyLong_FromLongLong(send_timeout_ns(descriptor));
+}
+
 /* The name a verdict is filed under: the call, the socket's family, type and
  * protocol as native ints, then the sockaddr exactly as read. */
 static PyObject *make_key(const int head[KEY_INTS], const char *address, Py_ssize_t length)
@@ -184,13 +199,6 @@ static int socket_facts(int fd, int facts[3])
     return 0;
 }
 
-static long long send_timeout_ns(int fd)
-{
-    struct timeval timeout = {0, 0};
-    socklen_t length = sizeof timeout;
-    getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, &length);
-    return timeout.tv_sec * 1000000000LL + timeout.tv_usec * 1000LL;
-}
 
 static int read_tracee(pid_t tid, void *into, uint64_t from, size_t length)
 {
@@ -484,6 +492,8 @@ static PyTypeObject ServerType = {
 static PyMethodDef module_methods[] = {
     {"connect", fastpath_connect, METH_VARARGS,
      "connect(fd, type, address) -> (result, blocking): connect without ever blocking."},
+    {"send_timeout_ns", fastpath_send_timeout_ns, METH_O,
+     "send_timeout_ns(fd) -> SO_SNDTIMEO in ns (0: none), as C serving a call reads it."},
     {"key", fastpath_key, METH_VARARGS,
      "key(call, family, type, protocol, address) -> the name a verdict is filed under."},
     {NULL},

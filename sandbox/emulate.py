@@ -43,6 +43,15 @@ MSG_EOR = 0x80
 IPPROTO_MPTCP = 262
 SOCK_SEQPACKET = 5
 MAX_PAYLOAD = 4 << 20  # read at most this much of a send; a stream write beyond it is cut
+RETRY_NS = 10_000_000  # how long a tracee waits before trying again a call that would block
+_CAPABILITY_VERSION_3 = 0x20080522
+
+SOL_SOCKET, SCM_RIGHTS, SCM_CREDENTIALS = 1, 1, 2
+SOL_IP, IP_RETOPTS = 0, 7
+SOL_IPV6, IPV6_2292RTHDR, IPV6_RTHDR = 41, 5, 57
+# Control messages that reroute a datagram through hosts of the sender's choosing:
+# IPv4 source routing, IPv6 routing headers (segment routing among them).
+_ROUTING = {(SOL_IP, IP_RETOPTS), (SOL_IPV6, IPV6_2292RTHDR), (SOL_IPV6, IPV6_RTHDR)}
 
 
 @functools.cache
@@ -53,15 +62,6 @@ def max_control() -> int:
             return int(limit.read())
     except (OSError, ValueError):
         return 20480  # the kernel's default for long
-RETRY_NS = 10_000_000  # how long a tracee waits before trying again a call that would block
-_CAPABILITY_VERSION_3 = 0x20080522
-
-SOL_SOCKET, SCM_RIGHTS, SCM_CREDENTIALS = 1, 1, 2
-SOL_IP, IP_RETOPTS = 0, 7
-SOL_IPV6, IPV6_2292RTHDR, IPV6_RTHDR = 41, 5, 57
-# Control messages that reroute a datagram through hosts of the sender's choosing:
-# IPv4 source routing, IPv6 routing headers (segment routing among them).
-_ROUTING = {(SOL_IP, IP_RETOPTS), (SOL_IPV6, IPV6_2292RTHDR), (SOL_IPV6, IPV6_RTHDR)}
 
 
 @dataclass(frozen=True)
@@ -249,7 +249,6 @@ def _user_space_end() -> int:
     except OSError:
         five_level = False
     return (1 << (56 if five_level else 47)) - 4096
-
 
 
 @dataclass(frozen=True)
@@ -633,10 +632,4 @@ def _file_flags(sock: SocketCopy) -> int:
 
 def _send_timeout_ns(sock: SocketCopy) -> int | None:
     """SO_SNDTIMEO, which bounds how long a blocking connect waits (None: no bound)."""
-    view = socket.socket(fileno=sock.fd)
-    try:
-        value = view.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, 16)
-    finally:
-        view.detach()
-    seconds, microseconds = struct.unpack("=qq", value)
-    return seconds * 1_000_000_000 + microseconds * 1000 or None
+    return _fastpath.send_timeout_ns(sock.fd) or None
