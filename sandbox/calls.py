@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .abi import Abi
-from .decode import (Address, Malformed, MsgHdr, Unix, Unspec, UIO_MAXIOV, check_addrlen,
-                     check_iovlen, decode_for_socket, decode_msghdr, mmsghdr_size, msghdr_size)
-from .names import AF_UNIX, SOCK_STREAM
+from .decode import (Address, MsgHdr, Unix, Unspec, UIO_MAXIOV, check_addrlen, check_iovlen,
+                     decode_for_socket, decode_msghdr, mmsghdr_size, msghdr_size)
+from .errors import Malformed
+from .names import AF_UNIX, MSG_CMSG_COMPAT, SOCK_SEQPACKET, SOCK_STREAM, SOCK_TYPE_MASK
 from .rules import ADDRESS_CALLS, OPTION_CALLS, PLAIN_ALIAS, Call
 
 
@@ -47,12 +48,8 @@ class Subject:
     header: MsgHdr | None = None  # sendmsg, sendmmsg: the message header as read
 
 
-
-
-MSG_CMSG_COMPAT = 0x80000000
 _MESSAGE_CALLS = frozenset({"sendmsg", "recvmsg", "sendmmsg", "recvmmsg"})
 _FLAGS_AT = {"sendmsg": 2, "recvmsg": 2, "sendmmsg": 3, "recvmmsg": 3}
-SOCK_SEQPACKET = 5
 
 
 def int32(value: int) -> int:
@@ -159,7 +156,7 @@ def _destination(memory: Memory, pointer: int, length: int,
         return None, None
     check_addrlen(length)
     raw = memory.read(pointer, length)
-    if socket[0] == AF_UNIX and socket[1] & 0xF in (SOCK_STREAM, SOCK_SEQPACKET):
+    if socket[0] == AF_UNIX and socket[1] & SOCK_TYPE_MASK in (SOCK_STREAM, SOCK_SEQPACKET):
         return None, raw  # refused (stream) or ignored (seqpacket), never looked up
     return _readable(raw, socket, "sendto"), raw
 

@@ -1,4 +1,10 @@
-"""The one exception tree of sockbox. The CLI turns each into one line and status 125."""
+"""The one exception tree of sockbox.
+
+`SandboxError` and its subclasses are what sockbox reports to its user: the CLI turns
+each into one line and status 125. `TraceeError` and its subclasses never leave the
+supervisor: they say what one traced call or thread turned out to be, and the
+supervisor turns them into the errno the program sees or forgets the thread.
+"""
 
 from __future__ import annotations
 
@@ -35,3 +41,19 @@ class UnsupportedKernel(SandboxError):
 
 class SupervisorError(SandboxError):
     """The supervisor met an internal error; the sandbox was killed."""
+
+
+class TraceeError(Exception):
+    """What one traced thread's call or state turned out to be (internal)."""
+
+
+class Malformed(TraceeError):
+    """Input the kernel would refuse; `errno` is what it would return."""
+
+    def __init__(self, err: int, why: str):
+        super().__init__(why)
+        self.errno = err
+
+
+class TraceeGone(TraceeError):
+    """The tracee vanished (or left its stop) under the supervisor; waitpid reports it."""

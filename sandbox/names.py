@@ -28,13 +28,13 @@ FAMILIES: dict[str, int] = {
     "qipcrtr": 42, "smc": 43, "xdp": 44, "mctp": 45,
 }
 FAMILY_ALIASES: dict[str, str] = {"local": "unix", "file": "unix", "route": "netlink"}
-AF_UNSPEC, AF_UNIX, AF_INET, AF_INET6, AF_NETLINK = 0, 1, 2, 10, 16
+AF_UNSPEC, AF_UNIX, AF_INET, AF_INET6, AF_NETLINK, AF_PACKET = 0, 1, 2, 10, 16, 17
 
 SOCK_TYPES: dict[str, int] = {
     "stream": 1, "dgram": 2, "raw": 3, "rdm": 4, "seqpacket": 5, "dccp": 6, "packet": 10,
 }
 SOCK_TYPE_MASK = 0xF  # SOCK_NONBLOCK and SOCK_CLOEXEC live above it
-SOCK_STREAM, SOCK_DGRAM = 1, 2
+SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, SOCK_SEQPACKET, SOCK_PACKET = 1, 2, 3, 5, 10
 
 # IPPROTO_* apply to inet and inet6 sockets; NETLINK_* are the protocols of AF_NETLINK.
 _IP_PROTOCOLS: dict[str, int] = {
@@ -59,9 +59,13 @@ PROTOCOLS: dict[str, tuple[frozenset[int], int]] = {
     **{f"netlink_{name}": (frozenset({AF_NETLINK}), num)
        for name, num in _NETLINK_PROTOCOLS.items()},
 }
-IPPROTO_TCP, IPPROTO_UDP = 6, 17
+IPPROTO_TCP, IPPROTO_UDP, IPPROTO_MPTCP = 6, 17, 262
 
+# send and receive flags (linux/socket.h)
+MSG_DONTWAIT = 0x40
+MSG_EOR = 0x80
 MSG_FASTOPEN = 0x20000000
+MSG_CMSG_COMPAT = 0x80000000  # set by the kernel's compat entry; refused from a native one
 
 # setsockopt/getsockopt levels (SOL_*, and IPPROTO_* where the protocol is the level).
 SOCKOPT_LEVELS: dict[str, int] = {

@@ -9,8 +9,7 @@ from typing import Callable, Mapping, Sequence
 
 from . import _ptrace, filter, signals, spawn
 from .audit import AuditLog, Sink
-from .decode import Malformed
-from .errors import UnsupportedKernel
+from .errors import Malformed, UnsupportedKernel
 from .profile import Profile
 from .rules import Call
 from .spawn import Inheritance

@@ -19,7 +19,8 @@ import pytest
 
 from sandbox.abi import Abi
 from sandbox.calls import Subject, describe, int32
-from sandbox.decode import Inet4, Inet6, Malformed, Netlink, Unix, Unspec, Unknown
+from sandbox.decode import Inet4, Inet6, Netlink, Unix, Unspec, Unknown
+from sandbox.errors import Malformed
 from sandbox.rules import ADDRESS_CALLS
 from sandbox.names import (AF_INET, AF_INET6, AF_NETLINK, AF_UNIX, AF_UNSPEC, IPPROTO_TCP,
                            IPPROTO_UDP, SOCK_DGRAM, SOCK_STREAM, SUBCALLS)
@@ -820,7 +821,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sandbox.abi import ARGS, socketcall_nargs
-from sandbox.calls import MSG_CMSG_COMPAT as CMSG_COMPAT
+from sandbox.names import MSG_CMSG_COMPAT as CMSG_COMPAT
 from sandbox.decode import UIO_MAXIOV, decode_words, mmsghdr_size, msghdr_size
 from sandbox.profile import load_profile
 
