@@ -115,10 +115,11 @@ static long send_without_blocking(int fd, struct msghdr *message, int flags, int
 
 static PyObject *fastpath_sendmsg(PyObject *module, PyObject *args)
 {
-    int fd, flags, blocking;
+    int fd, blocking;
+    unsigned int flags; /* as the kernel takes them: a word of bits, unchecked */
     PyObject *data;
     Py_buffer control, name;
-    if (!PyArg_ParseTuple(args, "iOy*iz*", &fd, &data, &control, &flags, &name))
+    if (!PyArg_ParseTuple(args, "iOy*Iz*", &fd, &data, &control, &flags, &name))
         return NULL;
     Py_buffer payload = {0};
     struct iovec iov;
@@ -134,7 +135,7 @@ static PyObject *fastpath_sendmsg(PyObject *module, PyObject *args)
         struct msghdr message = {name.buf, name.buf ? name.len : 0, &iov, 1,
                                  control.len ? control.buf : NULL, control.len, 0};
         Py_BEGIN_ALLOW_THREADS
-        result = send_without_blocking(fd, &message, flags, &blocking);
+        result = send_without_blocking(fd, &message, (int)flags, &blocking);
         Py_END_ALLOW_THREADS
     }
     if (payload.obj != NULL)

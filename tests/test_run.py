@@ -269,7 +269,7 @@ def test_first_word_that_is_not_an_option_starts_the_command():
 @pytest.mark.parametrize("arguments,message", [
     (["run"], "Missing argument"),
     (["run", "--no-such-option", "true"], "No such option"),
-    (["run", "-p", "no-such-profile", "true"], "no such profile"),
+    (["run", "-p", "no-such-profile", "true"], "no built-in profile"),
     (["run", "--allow", "conect=1.2.3.4", "true"], "unknown call 'conect'"),
     (["run", "--log-format", "xml", "--log", "-", "true"], "xml"),
 ])
