@@ -181,10 +181,13 @@ class AbiPlan:
     syscalls: list[SyscallPlan]
 
 
-def plan(profile: Profile, watch_credentials: bool = False) -> list[AbiPlan]:
+def plan(profile: Profile, watch_credentials: bool = False,
+         watch_destinations: bool = False) -> list[AbiPlan]:
     """The filter's plan. `watch_credentials`: stop at every syscall that can change a
-    process's credentials, so that a privileged supervisor can keep them cached."""
-    return [AbiPlan(abi, [*_hardening(abi), *_socket_plans(profile, abi),
+    process's credentials, so that a privileged supervisor can keep them cached.
+    `watch_destinations`: stop at every call that names a destination, so that the
+    supervisor sees them all (the Python API's `Result.destinations`)."""
+    return [AbiPlan(abi, [*_hardening(abi), *_socket_plans(profile, abi, watch_destinations),
                           *(_credential_watch(abi) if watch_credentials else [])])
             for abi in Abi]
 
@@ -195,8 +198,8 @@ def _credential_watch(abi: Abi) -> list[SyscallPlan]:
             for name, nr in credential_syscalls(abi)]
 
 
-def _socket_plans(profile: Profile, abi: Abi) -> list[SyscallPlan]:
-    compiler = _RuleCompiler(profile)
+def _socket_plans(profile: Profile, abi: Abi, watch_destinations: bool) -> list[SyscallPlan]:
+    compiler = _RuleCompiler(profile, watch_destinations)
     plans = []
     for syscall in socket_syscalls(abi):
         shape_plans = [ShapePlan(guard, shape, compiler.clauses(shape))
@@ -244,9 +247,14 @@ def _hardening(abi: Abi) -> list[SyscallPlan]:
     return [p for p in plans if p is not None]
 
 
+# The calls whose destination `watch_destinations` sees (a bind names no destination).
+DESTINATION_CALLS = frozenset({"connect", "sendto", "sendmsg", "sendmmsg"})
+
+
 class _RuleCompiler:
-    def __init__(self, profile: Profile):
+    def __init__(self, profile: Profile, watch_destinations: bool = False):
         self.profile = profile
+        self.watch_destinations = watch_destinations
 
     def kernel_action(self, verdict: Verdict) -> int:
         """The filter's return for a decision registers settle. Audited decisions stop at
@@ -258,6 +266,8 @@ class _RuleCompiler:
         return RET_ERRNO(verdict.errno)
 
     def clauses(self, shape: Shape) -> list[Clause]:
+        if self.watch_destinations and shape.address and shape.call in DESTINATION_CALLS:
+            return [Clause((), RET_TRACE, "the destination is watched (Result.destinations)")]
         clauses: list[Clause] = []
         registers = dict(shape.registers)
         for rule in self.profile.effective_rules:
@@ -347,8 +357,9 @@ def assemble(plans: Sequence[AbiPlan]) -> list[bpf.Insn]:
     return asm.assemble()
 
 
-def build(profile: Profile, watch_credentials: bool = False) -> bytes:
-    return bpf.encode(assemble(plan(profile, watch_credentials)))
+def build(profile: Profile, watch_credentials: bool = False,
+          watch_destinations: bool = False) -> bytes:
+    return bpf.encode(assemble(plan(profile, watch_credentials, watch_destinations)))
 
 
 def _emit_abi(asm: bpf.Assembler, abi_plan: AbiPlan) -> None:

@@ -19,13 +19,33 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from . import _fastpath, _ptrace, procfs
-from .abi import (Abi, SOCKETCALL, Via, abi_of, changes_credentials, identify, socket_syscalls,
-                  socketcall_nargs, subcall_name, syscall_number)
-from .audit import AuditLog, make_event
+from .abi import (
+    SOCKETCALL,
+    Abi,
+    Via,
+    abi_of,
+    changes_credentials,
+    identify,
+    socket_syscalls,
+    socketcall_nargs,
+    subcall_name,
+    syscall_number,
+)
+from .audit import AuditLog, Event, make_event
 from .calls import Subject, describe
 from .decode import decode_words
-from .emulate import RETRY_NS, Breach, Done, Outcome, Wait, emulate, needs_emulation, wait_for
+from .emulate import (
+    RETRY_NS,
+    Breach,
+    Done,
+    Outcome,
+    Wait,
+    emulate,
+    needs_emulation,
+    wait_for,
+)
 from .errors import Malformed, SandboxError, SupervisorError, TraceeGone
+from .filter import DESTINATION_CALLS
 from .impersonate import emulate_as
 from .names import AF_INET, AF_INET6, SOCK_DGRAM, SOCK_TYPE_MASK, SUBCALLS
 from .profile import Profile
@@ -78,6 +98,9 @@ class Supervisor:
     decisions: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
     # Called with every call decided (each message of a sendmmsg): `sockbox learn`.
     observers: Sequence[Callable[[Call], None]] = ()
+    # Keep every distinct destination reached or refused (the filter stops at each call
+    # that names one): the summary lists them, whatever the profile audits.
+    watch_destinations: bool = False
     stops: int = 0  # seccomp stops: each time a socket call waited for the supervisor
 
     def __post_init__(self) -> None:
@@ -88,6 +111,7 @@ class Supervisor:
         self._filed: dict[str | None, dict[bytes, int]] = {}
         self._filed_count = 0
         self._fast = _fastpath.Server(self.threads, served_in_c())
+        self._destinations: dict[tuple[object, ...], Event] = {}
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -114,7 +138,8 @@ class Supervisor:
             self.stops += self._fast.stops
             self.decisions.update(self._fast.decisions())
             status = 128 + signal.SIGKILL if self.killed_by_rule else _exit_status(self.main_status)
-            self.audit.summary(self.decisions, self.stops, self._fast.stops, status)
+            self.audit.summary(self.decisions, self.stops, self._fast.stops, status,
+                               list(self._destinations.values()) if self.watch_destinations else None)
             return status
         except Exception as error:
             self._kill_everything()
@@ -222,6 +247,8 @@ class Supervisor:
                         observe(each.call)
             if self.profile.audits(verdict) and not quiet:
                 self.audit.record(make_event(subject, verdict, tid, abi.value, via.value), subject)
+            if self.watch_destinations and name in DESTINATION_CALLS:
+                self.note_destinations(subjects, verdict, tid, abi, via)
             self.apply(tid, verdict, subjects, abi, via, memory, stop)
             self.choose_server(stop)
         except Malformed as error:
@@ -253,6 +280,18 @@ class Supervisor:
         if key not in table:
             table[key] = result
             self._filed_count += 1
+
+    def note_destinations(self, subjects: list[Subject], verdict: Verdict, tid: int, abi: Abi,
+                          via: Via) -> None:
+        """Keep each destination named (every message of a sendmmsg, all with the call's
+        verdict) the first time it is reached or refused."""
+        for subject in subjects:
+            call = subject.call
+            if call.address is None:
+                continue
+            key = (call.name, call.family, call.address, call.path, verdict.action)
+            if key not in self._destinations:
+                self._destinations[key] = make_event(subject, verdict, tid, abi.value, via.value)
 
     def choose_server(self, stop: StopContext) -> None:
         """Let _fastpath serve the thread's next calls where it serves them as this
