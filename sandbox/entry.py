@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from .errors import ProfileError, SandboxError, UsageError
+from .signals import DiedBySignal, end_by
 
 STATUS_SANDBOX_ERROR = 125
 LOG_FORMATS = ("json", "text")
@@ -145,6 +146,8 @@ def console() -> None:
             stream.flush()
         except (OSError, ValueError):  # a reader gone, or closed
             pass
+    if isinstance(status, DiedBySignal):
+        end_by(status.signal)
     os._exit(status)
 
 

@@ -50,6 +50,7 @@ from .impersonate import emulate_as
 from .names import AF_INET, AF_INET6, SOCK_DGRAM, SOCK_TYPE_MASK, SUBCALLS
 from .profile import Profile
 from .rules import Action, Call, Verdict, needs_socket
+from .signals import DiedBySignal
 from .tracee import Credentials, StopContext, ThreadState, Waiting
 
 _GROUP_STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
@@ -491,5 +492,5 @@ def _exit_status(status: int | None) -> int:
     if status is None:
         return 128 + signal.SIGKILL
     if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
+        return DiedBySignal(os.WTERMSIG(status))
     return os.WEXITSTATUS(status)
