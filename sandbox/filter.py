@@ -41,6 +41,7 @@ def RET_ERRNO(number: int) -> int:
 
 
 CLONE_UNTRACED = 0x00800000
+TIOCSTI, TIOCLINUX = 0x5412, 0x541C
 PR_SET_DUMPABLE = 4
 SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
@@ -228,7 +229,17 @@ def _hardening(abi: Abi) -> list[SyscallPlan]:
     listener = (arg_is(0, {SECCOMP_SET_MODE_FILTER}, "op == SECCOMP_SET_MODE_FILTER"),
                 arg_is(1, {SECCOMP_FILTER_FLAG_NEW_LISTENER}, "flags & NEW_LISTENER",
                        mask=SECCOMP_FILTER_FLAG_NEW_LISTENER))
+    # Input pushed into a terminal is read by whoever reads it next: the user's shell,
+    # once the sandbox has ended. Refused as the kernel refuses it with
+    # dev.tty.legacy_tiocsti = 0 (EIO); TIOCLINUX's paste likewise, TIOCLINUX whole.
+    terminal = [Clause((arg_is(1, {TIOCSTI}, "cmd == TIOCSTI"),), RET_ERRNO(errno.EIO),
+                       "TIOCSTI would type input into a terminal"),
+                Clause((arg_is(1, {TIOCLINUX}, "cmd == TIOCLINUX"),), RET_ERRNO(errno.EPERM),
+                       "TIOCLINUX would paste a console's selection as input"),
+                Clause((), RET_ALLOW, "otherwise allowed")]
+    ioctl = syscall_number(abi, "ioctl")
     plans = [
+        SyscallPlan(ioctl, "ioctl", [ShapePlan((), Shape("ioctl"), terminal)]) if ioctl is not None else None,
         refuse("prctl", 0, "stays traceable: a non-dumpable tracee hides its memory and "
                "sockets from an unprivileged supervisor (the call is accepted and ignored)",
                (arg_is(0, {PR_SET_DUMPABLE}, "option == PR_SET_DUMPABLE"),

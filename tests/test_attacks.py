@@ -9,6 +9,7 @@ failing closed on the unknown.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import re
@@ -19,12 +20,13 @@ import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import TcpServer, UdpServer, UnixServer, sockbox, write_profile
+from conftest import SOCKBOX, TcpServer, Terminal, UdpServer, UnixServer, sockbox, write_profile
 
 
 def guarded_profile(directory, allowed_port: int, extra: str = "") -> str:
@@ -601,3 +603,61 @@ def test_a_learned_run_cannot_write_rules_into_its_profile(tmp_path):
     allowed = sockbox("explain", "-p", str(learned), "connect", f"unix:{tmp_path}/x{injected}")
     assert allowed.returncode == 0, allowed.stdout
     assert sockbox("explain", "-p", str(learned), "connect", f"unix:{tmp_path}/x").returncode == 1
+
+
+# --- the terminal -----------------------------------------------------------------------
+
+TTY_ROADS = [("libc", 64), ("libc", 32), ("int80", 64)]
+INJECTED = "echo PWNED-BY-THE-SANDBOX\n"
+
+
+def run_on_a_terminal(command: list[str]) -> tuple[str, bytes]:
+    """Run `command` with a new pseudo-terminal as its controlling terminal, as a shell
+    runs a job; return what it printed and the input queued on the terminal once it has
+    ended (what the user's shell would read and run next)."""
+    master, slave = os.openpty()
+    os.fchown(slave, 65534, 65534)  # so that nobody may open it as its /dev/tty
+
+    def become_its_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    try:
+        result = subprocess.run(command, stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=become_its_terminal, timeout=60)
+        attributes = termios.tcgetattr(slave)
+        attributes[3] &= ~termios.ICANON  # read what is queued, lines or not
+        attributes[6][termios.VMIN], attributes[6][termios.VTIME] = 0, 0
+        termios.tcsetattr(slave, termios.TCSANOW, attributes)
+        queued = os.read(slave, 4096)
+    finally:
+        os.close(master)
+        os.close(slave)
+    return result.stdout.decode() + result.stderr.decode(), queued
+
+
+@pytest.mark.parametrize("user", ["root", "nobody"] if os.geteuid() == 0 else ["self"])
+@pytest.mark.parametrize("road,bits", TTY_ROADS, ids=[f"{r}{b}" for r, b in TTY_ROADS])
+def test_the_terminal_is_not_a_way_out(programs, road, bits, user):
+    # TIOCSTI pushes a line into the terminal's input, which the user's shell reads and
+    # runs once the sandbox has ended. Natively (dev.tty.legacy_tiocsti = 1 here) the
+    # line is queued; in the sandbox the ioctl fails with EIO and nothing is.
+    as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if user == "nobody" else []
+    program = [programs("tty", bits), road, INJECTED]
+    native_output, native_queued = run_on_a_terminal([*as_user, *program])
+    assert native_output.strip() == "OK" and native_queued == INJECTED.encode(), native_output
+    output, queued = run_on_a_terminal([*as_user, *SOCKBOX, "run", "-q", "--", *program])
+    assert output.strip() == "ERR EIO"
+    assert queued == b""
+
+
+def test_tioclinux_paste_is_refused(programs):
+    output, queued = run_on_a_terminal([*SOCKBOX, "run", "-q", "--", programs("tty", 64), "linux", "x"])
+    assert output.strip() == "ERR EPERM" and queued == b""
+
+
+def test_an_interactive_shell_still_works_on_its_terminal():
+    shell = Terminal("run", "--", "bash", "--norc", "--noprofile", "-i")
+    shell.type(b"echo typed-$((20 + 22)); exit 5\n")
+    shell.read_until(b"typed-42")
+    assert shell.exit_status() == 5
