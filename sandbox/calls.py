@@ -16,7 +16,8 @@ from .abi import Abi
 from .decode import (Address, MsgHdr, Unix, Unspec, UIO_MAXIOV, check_addrlen, check_iovlen,
                      decode_for_socket, decode_msghdr, mmsghdr_size, msghdr_size)
 from .errors import Malformed
-from .names import AF_UNIX, MSG_CMSG_COMPAT, SOCK_SEQPACKET, SOCK_STREAM, SOCK_TYPE_MASK
+from .names import (AF_UNIX, MSG_CMSG_COMPAT, SOCK_SEQPACKET, SOCK_STREAM, SOCK_TYPE_MASK,
+                    created_family)
 from .rules import ADDRESS_CALLS, OPTION_CALLS, PLAIN_ALIAS, Call
 
 
@@ -58,6 +59,12 @@ def int32(value: int) -> int:
     return value - (1 << 32) if value & 0x80000000 else value
 
 
+def socket_call(name: str, family: int, sock_type: int, protocol: int, exe: str | None) -> Call:
+    """A socket() or socketpair() call, judged by the family the socket is made in."""
+    return Call(name, family=created_family(family, sock_type), type=sock_type, protocol=protocol,
+                exe=exe)
+
+
 def describe(name: str, abi: Abi, args: tuple[int, ...], memory: Memory, process: Process,
              needs_socket: bool) -> list[Subject]:
     """The subjects of one call: one, or one per message of a sendmmsg."""
@@ -65,9 +72,7 @@ def describe(name: str, abi: Abi, args: tuple[int, ...], memory: Memory, process
     args = tuple(map(mask.__and__, args))
     exe = process.exe()
     if name in ("socket", "socketpair"):
-        call = Call(name, family=int32(args[0]), type=int32(args[1]), protocol=int32(args[2]),
-                    exe=exe)
-        return [Subject(call, args)]
+        return [Subject(socket_call(name, int32(args[0]), int32(args[1]), int32(args[2]), exe), args)]
     fd = int32(args[0])
     if abi is Abi.X86_64 and name in _MESSAGE_CALLS and args[_FLAGS_AT[name]] & MSG_CMSG_COMPAT:
         # Refused before the descriptor is looked at (__sys_sendmsg and kin): only the

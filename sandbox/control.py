@@ -22,10 +22,13 @@ from .tracee import StopContext
 
 SOL_SOCKET, SCM_RIGHTS, SCM_CREDENTIALS = 1, 1, 2
 SOL_IP, IP_RETOPTS = 0, 7
-SOL_IPV6, IPV6_2292RTHDR, IPV6_RTHDR = 41, 5, 57
-# Control messages that reroute a datagram through hosts of the sender's choosing:
-# IPv4 source routing, IPv6 routing headers (segment routing among them).
-_ROUTING = {(SOL_IP, IP_RETOPTS), (SOL_IPV6, IPV6_2292RTHDR), (SOL_IPV6, IPV6_RTHDR)}
+SOL_IPV6, IPV6_2292RTHDR, IPV6_NEXTHOP, IPV6_RTHDR = 41, 5, 9, 57
+SOL_SCTP, SCTP_DSTADDRV4, SCTP_DSTADDRV6 = 132, 7, 8
+# Control messages that send a datagram elsewhere than its judged destination: through
+# hosts of the sender's choosing (IPv4 source routing, IPv6 routing headers, segment
+# routing among them, a next hop), or to an SCTP destination of their own.
+_REFUSED = {(SOL_IP, IP_RETOPTS), (SOL_IPV6, IPV6_2292RTHDR), (SOL_IPV6, IPV6_RTHDR),
+            (SOL_IPV6, IPV6_NEXTHOP), (SOL_SCTP, SCTP_DSTADDRV4), (SOL_SCTP, SCTP_DSTADDRV6)}
 
 
 @functools.cache
@@ -157,8 +160,8 @@ def _compat_spans(pointer: int, length: int, memory) -> list[tuple[int, int]] | 
 def _translate(buffer: bytearray, start: int, end: int, level: int, kind: int,
                stop: StopContext) -> list[int]:
     """Patch one control message in place; return where a sender's pid goes."""
-    if (level, kind) in _ROUTING:
-        raise Malformed(errno.EPERM, "a routing header in a control message")
+    if (level, kind) in _REFUSED:
+        raise Malformed(errno.EPERM, "a control message that reroutes the datagram")
     if (level, kind) == (SOL_SOCKET, SCM_RIGHTS):
         for at in range(start, end - 3, 4):
             (fd,) = struct.unpack_from("=i", buffer, at)

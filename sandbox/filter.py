@@ -27,7 +27,8 @@ from . import bpf
 from .abi import (Abi, SOCKETCALL, X32_SYSCALL_BIT, SocketSyscall, credential_syscalls, socket_syscalls,
                   subcall_number, syscall_number)
 from .errors import UnsupportedKernel
-from .names import AF_INET, AF_INET6, MSG_FASTOPEN, SOCK_TYPE_MASK, SUBCALLS, default_protocol
+from .names import (AF_INET, AF_INET6, AF_PACKET, MSG_FASTOPEN, SOCK_PACKET, SOCK_TYPE_MASK, SUBCALLS,
+                    default_protocol)
 from .profile import Profile
 from .rules import ADDRESS_KEYS, Action, Rule, Verdict
 
@@ -310,7 +311,7 @@ def _register_conditions(rule: Rule, registers: dict[str, int]) -> list[Conjunct
     """The rule's register-decided keys in disjunctive normal form."""
     parts: list[list[Conjunction]] = []
     if rule.family is not None and "family" in registers:
-        parts.append([(arg_is(registers["family"], rule.family, "family in rule"),)])
+        parts.append(_family_conditions(rule.family, registers))
     if rule.type is not None and "type" in registers:
         parts.append([(arg_is(registers["type"], rule.type, "type in rule", mask=SOCK_TYPE_MASK),)])
     if rule.protocol is not None and "protocol" in registers:
@@ -325,6 +326,24 @@ def _register_conditions(rule: Rule, registers: dict[str, int]) -> list[Conjunct
     return [tuple(itertools.chain.from_iterable(combo)) for combo in itertools.product(*parts)] or [()]
 
 
+def _family_conditions(families: frozenset[int], registers: dict[str, int]) -> list[Conjunction]:
+    """family = F holds for the family the socket is made in (names.created_family):
+    socket(AF_INET, SOCK_PACKET) makes a packet socket."""
+    family, sock_type = registers["family"], registers["type"]
+    packet_type = arg_is(sock_type, {SOCK_PACKET}, "type == SOCK_PACKET", mask=SOCK_TYPE_MASK)
+    if (AF_INET in families) == (AF_PACKET in families):
+        return [(arg_is(family, families, "family in rule"),)]
+    if AF_INET in families:  # but not its packet spelling
+        out: list[Conjunction] = [(arg_is(family, {AF_INET}, "family == AF_INET"),
+                                   arg_is(sock_type, {SOCK_PACKET}, "type != SOCK_PACKET",
+                                          mask=SOCK_TYPE_MASK, negate=True))]
+        if families - {AF_INET}:
+            out.append((arg_is(family, families - {AF_INET}, "family in rule"),))
+        return out
+    return [(arg_is(family, families, "family in rule"),),
+            (arg_is(family, {AF_INET}, "family == AF_INET"), packet_type)]
+
+
 def _protocol_conditions(rule: Rule, registers: dict[str, int]) -> list[Conjunction]:
     """protocol = X holds when the protocol argument is X, or it is 0 and X is what the
     kernel picks for that family and type."""
@@ -332,9 +351,10 @@ def _protocol_conditions(rule: Rule, registers: dict[str, int]) -> list[Conjunct
     inet = {AF_INET, AF_INET6}
     out: list[Conjunction] = []
     for item in rule.protocol or ():
-        within = (arg_is(family, item.families, "protocol's family"),) if item.families else ()
+        families = _family_conditions(item.families, registers) if item.families else [()]
         if item.number != 0:
-            out.append((arg_is(protocol, {item.number}, f"protocol == {item.number}"), *within))
+            out += [(arg_is(protocol, {item.number}, f"protocol == {item.number}"), *within)
+                    for within in families]
             for fam, typ in itertools.product(sorted(inet & (item.families or inet)), (1, 2)):
                 if default_protocol(fam, typ) == item.number:
                     out.append((arg_is(protocol, {0}, "protocol == 0"),
@@ -342,10 +362,11 @@ def _protocol_conditions(rule: Rule, registers: dict[str, int]) -> list[Conjunct
                                 arg_is(sock_type, {typ}, f"type == {typ}", mask=SOCK_TYPE_MASK)))
         else:
             zero = arg_is(protocol, {0}, "protocol == 0")
-            out.append((zero, arg_is(family, inet, "family not inet", negate=True), *within))
-            out.append((zero, arg_is(family, inet, "family inet"),
-                        arg_is(sock_type, {1, 2}, "type not stream/dgram", mask=SOCK_TYPE_MASK, negate=True),
-                        *within))
+            for within in families:
+                out.append((zero, arg_is(family, inet, "family not inet", negate=True), *within))
+                out.append((zero, arg_is(family, inet, "family inet"),
+                            arg_is(sock_type, {1, 2}, "type not stream/dgram", mask=SOCK_TYPE_MASK,
+                                   negate=True), *within))
     return out
 
 

@@ -60,6 +60,10 @@ PROTOCOLS: dict[str, tuple[frozenset[int], int]] = {
        for name, num in _NETLINK_PROTOCOLS.items()},
 }
 IPPROTO_TCP, IPPROTO_UDP, IPPROTO_MPTCP = 6, 17, 262
+IPPROTO_DCCP, IPPROTO_SCTP, IPPROTO_UDPLITE = 33, 132, 136
+# The protocols whose packets go to the port the sockaddr names.
+PORT_PROTOCOLS = frozenset({IPPROTO_TCP, IPPROTO_UDP, IPPROTO_DCCP, IPPROTO_SCTP, IPPROTO_UDPLITE,
+                            IPPROTO_MPTCP})
 
 # send and receive flags (linux/socket.h)
 MSG_DONTWAIT = 0x40
@@ -141,6 +145,12 @@ _OPTIONS_BY_LEVEL: dict[int, dict[str, int]] = {
         "tcp_fastopen_key": 33, "tcp_fastopen_no_cookie": 34, "tcp_zerocopy_receive": 35,
         "tcp_inq": 36, "tcp_tx_delay": 37,
     },
+    132: {  # IPPROTO_SCTP (linux/sctp.h): the options that name addresses
+        "sctp_set_peer_primary_addr": 5, "sctp_primary_addr": 6, "sctp_sockopt_bindx_add": 100,
+        "sctp_sockopt_bindx_rem": 101, "sctp_sockopt_peeloff": 102,
+        "sctp_sockopt_connectx_old": 107, "sctp_get_peer_addrs": 108, "sctp_get_local_addrs": 109,
+        "sctp_sockopt_connectx": 110, "sctp_sockopt_connectx3": 111,
+    },
 }
 # An option name stands for its level and number: "ip_options" is (0, 4).
 SOCKET_OPTIONS: dict[str, tuple[int, int]] = {
@@ -156,6 +166,12 @@ def default_protocol(family: int, sock_type: int) -> int:
     if family in (AF_INET, AF_INET6):
         return {SOCK_STREAM: IPPROTO_TCP, SOCK_DGRAM: IPPROTO_UDP}.get(sock_type, 0)
     return 0
+
+
+def created_family(family: int, sock_type: int) -> int:
+    """The family the kernel makes a socket in: socket(AF_INET, SOCK_PACKET) is the
+    obsolete spelling of a packet socket, and gets one (__sock_create)."""
+    return AF_PACKET if family == AF_INET and sock_type & SOCK_TYPE_MASK == SOCK_PACKET else family
 
 
 def family_name(number: int) -> str:

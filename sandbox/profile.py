@@ -304,6 +304,14 @@ class _Reader:
         if protocols is not None and families is not None and all(
                 p.families is not None and not p.families & families for p in protocols):
             self.error(f"{where}.protocol", "none of these protocols exists in the rule's families")
+        destination = [key for key in ("address", "host", "port") if conditions.get(key) is not None]
+        types = conditions.get("type")
+        if destination and types is not None and types <= {names.SOCK_RAW}:
+            self.error(f"{where}.{destination[0]}", "never holds on a raw socket: its packets go "
+                       "where the headers it writes say (allow raw sockets by type alone)")
+        elif (conditions.get("port") is not None and protocols is not None
+              and all(p.number not in names.PORT_PROTOCOLS for p in protocols)):
+            self.error(f"{where}.port", "none of these protocols has ports")
         if conditions.get("address") is not None and conditions.get("path") is not None:
             self.error(f"{where}.path", "an address is either inet or unix: address and path never both hold")
         if conditions.get("host") is not None and conditions.get("path") is not None:
@@ -590,12 +598,27 @@ def inline_rule(text: str, action: Action, label: str) -> Rule:
 
 # Before every profile's rules, what no profile may allow: socket options that route
 # packets through hosts of the sender's choosing (IPv4 source routing, IPv6 routing
-# headers, segment routing among them), so that a connection allowed to one address
-# would travel through any other.
+# headers, segment routing among them, also inside IPV6_2292PKTOPTIONS' control data,
+# and a next hop), so that a connection allowed to one address would travel through any
+# other; and SCTP's options that connect to or bind addresses given in their value,
+# which a socket call's rules would never see.
 ALWAYS_RULES = _Reader("sockbox").profile(tomli.loads("""
 [[rule]]
 calls = ["setsockopt"]
-option = ["ip_options", "ipv6_rthdr", "ipv6_2292rthdr"]
+option = ["ip_options", "ipv6_rthdr", "ipv6_2292rthdr", "ipv6_2292pktoptions", "ipv6_nexthop"]
+action = "deny"
+errno = "EPERM"
+
+[[rule]]
+calls = ["setsockopt"]
+option = ["sctp_sockopt_connectx_old", "sctp_sockopt_connectx", "sctp_sockopt_bindx_add",
+          "sctp_sockopt_bindx_rem"]
+action = "deny"
+errno = "EPERM"
+
+[[rule]]
+calls = ["getsockopt"]
+option = ["sctp_sockopt_connectx3"]
 action = "deny"
 errno = "EPERM"
 """), "").rules
