@@ -128,7 +128,7 @@ def shapes(syscall: SocketSyscall) -> list[tuple[Conjunction, Shape]]:
                            address=True))]
     if call in ("setsockopt", "getsockopt"):
         return [((), Shape(call, names=frozenset({call}), registers=(("level", 1), ("option", 2))))]
-    return [((), Shape(call, names=frozenset({call}), address=call in ("bind", "connect")))]
+    return [((), Shape(call, names=frozenset({call}), address=call in ("bind", "connect", "listen")))]
 
 
 def _socketcall_shape(name: str) -> Shape:
@@ -141,7 +141,7 @@ def _socketcall_shape(name: str) -> Shape:
         return Shape(name, names=frozenset({name}), maybe_names=frozenset({"send"}), address=True)
     if name == "recvfrom":
         return Shape(name, names=frozenset({name}), maybe_names=frozenset({"recv"}))
-    return Shape(name, names=frozenset({name}), address=name in ("bind", "connect"))
+    return Shape(name, names=frozenset({name}), address=name in ("bind", "connect", "listen"))
 
 
 # ---------------------------------------------------------------------------------------

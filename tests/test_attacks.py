@@ -783,3 +783,65 @@ def test_routing_headers_cannot_be_set_inside_other_options(option, name):
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout == "OK\n"
     result = sockbox("run", "-q", "-p", "localhost", "--", sys.executable, "-c", code)
     assert result.stdout == "Operation not permitted\n", (name, result.stderr)
+
+
+# --- destinations of "nowhere": judged as where the kernel sends them --------------------
+
+NOWHERE = r"""
+import json, socket, struct, subprocess, sys
+listeners = {}
+for host in ("192.0.2.1", "127.0.0.1"):
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.bind((host, 4242)); udp.setblocking(False)
+    tcp = socket.socket(); tcp.bind((host, 4243)); tcp.listen(); tcp.setblocking(False)
+    listeners[host] = (udp, tcp)
+status = subprocess.run(sys.argv[1:]).returncode
+def count(sock, stream):
+    try:
+        sock.accept() if stream else sock.recv(100)
+        return 1
+    except BlockingIOError:
+        return 0
+print(json.dumps({"status": status, **{host: count(udp, False) + count(tcp, True)
+                                        for host, (udp, tcp) in listeners.items()}}))
+"""
+PKTINFO_SOURCE = r"""
+import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+source = struct.pack("=I4s4s", 0, socket.inet_aton("192.0.2.1"), bytes(4))  # struct in_pktinfo
+s.sendmsg([b"escape"], [(socket.IPPROTO_IP, 8, source)], 0, ("0.0.0.0", 4242))  # IP_PKTINFO
+"""
+BOUND_SOURCE = r"""
+import socket, sys
+s = socket.socket(); s.bind(("192.0.2.1", 0))
+sys.exit(s.connect_ex(("0.0.0.0", 4243)))
+"""
+DUMMY = "ip addr add 192.0.2.1/32 dev lo"  # a local address that is not loopback
+BIND_ANYWHERE = """
+[[rule]]
+calls = ["socket", "bind"]
+action = "allow"
+[[rule]]
+calls = ["connect", "sendto", "sendmsg"]
+address = ["127.0.0.0/8"]
+action = "allow"
+"""
+
+
+def nowhere(command: list[str]) -> dict:
+    result = subprocess.run(in_new_netns([sys.executable, "-c", NOWHERE, *command], DUMMY),
+                            capture_output=True, text=True, timeout=60)
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("script,profile", [(PKTINFO_SOURCE, "localhost"), (BOUND_SOURCE, "bind-anywhere")],
+                         ids=["pktinfo-source", "bound-source"])
+def test_a_destination_of_nowhere_is_judged_as_where_it_goes(tmp_path, script, profile):
+    # 0.0.0.0 goes to the call's source address: an IP_PKTINFO source, or the socket's
+    # bound address. Natively both reach 192.0.2.1, a local address that is not
+    # loopback; under a profile that allows loopback only, neither may.
+    native = nowhere([sys.executable, "-c", script])
+    assert native == {"status": 0, "192.0.2.1": 1, "127.0.0.1": 0}, native
+    if profile == "bind-anywhere":
+        profile = write_profile(tmp_path, BIND_ANYWHERE)
+    sandboxed = nowhere([*SOCKBOX, "run", "-q", "-p", profile, "--", sys.executable, "-c", script])
+    assert sandboxed["192.0.2.1"] == 0, sandboxed

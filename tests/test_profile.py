@@ -325,8 +325,8 @@ RULE_MISTAKES = [
         address = ["10.0.0.0/8"]
         action = "allow"
      """, "rule[2].address", ["carries an address"]),
-    ("port on listen", """\
-        calls = ["listen", "accept"]
+    ("port on accept", """\
+        calls = ["accept", "accept4"]
         port = [80]
         action = "allow"
      """, "rule[2].port", ["carries an address"]),
@@ -740,7 +740,7 @@ def test_inline_rule_forms(text: str, calls: set[str] | None, keys: tuple[str, .
     ("connect=127.0.0.1:99999", "target"),
     ("connect=example.com:80", "target"),
     ("socket=127.0.0.1:80", "target.address"),   # socket carries no address
-    ("listen=unix:/x", "target.path"),
+    ("accept=unix:/x", "target.path"),
 ])
 def test_inline_rule_mistakes(text: str, key: str) -> None:
     with pytest.raises(ProfileError) as caught:
