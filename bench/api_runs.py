@@ -22,6 +22,7 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 TRUE = ["true"]
 UNAVAILABLE = 3
@@ -44,17 +45,18 @@ def run_way(profile: str, exits: contextlib.ExitStack) -> Callable[[], None]:
 def box_way(profile: str, exits: contextlib.ExitStack) -> Callable[[], None]:
     import sandbox
 
-    if not hasattr(sandbox, "Sandbox"):
+    warm: Any = getattr(sandbox, "Sandbox", None)
+    if warm is None:
         print("unavailable no sandbox.Sandbox yet", flush=True)
         sys.exit(UNAVAILABLE)
-    box = exits.enter_context(sandbox.Sandbox(profile))
+    box = exits.enter_context(warm(profile))
     return lambda: check(box.run(TRUE).returncode)
 
 
 def sandlock_way(profile: str, exits: contextlib.ExitStack) -> Callable[[], None]:
     # The localhost profile's counterpart: its quick start's filesystem policy, and IP
     # only to loopback.
-    import sandlock
+    import sandlock  # type: ignore[import-untyped]
 
     box = exits.enter_context(sandlock.Sandbox(
         fs_readable=["/usr", "/lib", "/lib64", "/bin", "/etc"], fs_writable=["/tmp"],

@@ -25,7 +25,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -47,8 +49,10 @@ TIMEOUT = 600  # seconds for one command: a hang is reported, never waited out
 class Config:
     rounds: int
     storm_n: int  # connects per storm, split across the threads
+    storm32_n: int  # connects in the i386 storm (three stops each: fewer, in the same time)
     udp_n: int
     sendrecv_n: int
+    family_n: int  # round trips under the family rule (two stops each)
     cpu_n: int
     startup_reps: int  # `true` runs per tool per round
     http_k: int  # requests in the K-URL curl invocation
@@ -58,12 +62,12 @@ class Config:
     api_n: int  # timed runs of `true` from Python per sample
 
 
-FULL = Config(rounds=5, storm_n=40000, udp_n=40000, sendrecv_n=100000, cpu_n=5000,
-              startup_reps=30, http_k=1000, children=10000, stops_n=2000, sockopt_n=50000,
-              api_n=40)
-QUICK = Config(rounds=3, storm_n=10000, udp_n=10000, sendrecv_n=20000, cpu_n=2000,
-               startup_reps=10, http_k=400, children=10000, stops_n=1000, sockopt_n=20000,
-               api_n=20)
+FULL = Config(rounds=5, storm_n=40000, storm32_n=10000, udp_n=40000, sendrecv_n=100000,
+              family_n=25000, cpu_n=5000, startup_reps=30, http_k=1000, children=10000,
+              stops_n=2000, sockopt_n=50000, api_n=40)
+QUICK = Config(rounds=3, storm_n=10000, storm32_n=4000, udp_n=10000, sendrecv_n=20000,
+               family_n=8000, cpu_n=2000, startup_reps=10, http_k=400, children=10000,
+               stops_n=1000, sockopt_n=20000, api_n=20)
 
 
 class BenchError(Exception):
@@ -302,7 +306,8 @@ def storm_cmd(s: Setting, threads: int, n: int, program: str = "connect_storm") 
 
 def connect_storm(s: Setting, tool: str, threads: int, program: str = "connect_storm") -> float:
     """us per connect (wall time of the storm / connects)."""
-    report = run_workload(wrap(s, tool, storm_cmd(s, threads, s.config.storm_n, program), "connect"))
+    n = s.config.storm32_n if program.endswith("32") else s.config.storm_n
+    report = run_workload(wrap(s, tool, storm_cmd(s, threads, n, program), "connect"))
     # The slowest single connect: how long a thread can wait for its turn at the tracer.
     key = f"connect_x{threads}" + ("_i386" if program.endswith("32") else "")
     s.slowest.setdefault(key, {}).setdefault(tool, []).append(report.get("max_connect_us", 0) / 1000)
@@ -331,10 +336,11 @@ def sendrecv_cmd(s: Setting, n: int) -> list[str]:
     return [s.bin["send_recv"], str(s.ports["echo"]), str(n)]
 
 
-def send_recv(s: Setting, tool: str, profile: str = PROFILE) -> float:
+def send_recv(s: Setting, tool: str, profile: str = PROFILE, n: int | None = None) -> float:
     """us per round trip; strace stops at every send and recv (%network), sockbox at none
     under `localhost`, at each under a rule that needs the socket's family."""
-    return per_op_us(wrap(s, tool, sendrecv_cmd(s, s.config.sendrecv_n), "%network", profile), s.cpu)
+    cmd = sendrecv_cmd(s, n or s.config.sendrecv_n)
+    return per_op_us(wrap(s, tool, cmd, "%network", profile), s.cpu)
 
 
 def cpu_cmd(s: Setting, n: int) -> list[str]:
@@ -420,6 +426,14 @@ def stops_of(s: Setting, cmd: list[str], cpu: int | None = None, profile: str = 
             "runs": [summary]}
 
 
+def storm_stops(s: Setting, threads: int, program: str = "connect_storm") -> dict:
+    return stops_of(s, storm_cmd(s, threads, s.config.stops_n, program))
+
+
+def sockopt_stops(s: Setting, program: str) -> dict:
+    return stops_of(s, sockopt_cmd(s, s.config.stops_n, program))
+
+
 def http_stops(s: Setting) -> dict:
     """(stops with K requests - stops with 1) / (K-1): curl's own start-up stops cancel."""
     k = s.config.http_k
@@ -435,19 +449,17 @@ def in_c(summary: dict) -> float | None:
 def workloads() -> list[Workload]:
     true = shutil.which("true") or "/bin/true"
     storms = [Workload(f"connect_x{t}", f"connect storm, {t} thread{'s' * (t > 1)}", "us/connect",
-                       lambda s, tool, t=t: connect_storm(s, tool, t),
-                       lambda s, t=t: stops_of(s, storm_cmd(s, t, s.config.stops_n)))
+                       partial(connect_storm, threads=t), partial(storm_stops, threads=t))
               for t in THREADS]
     i386 = [Workload("connect_x1_i386", "connect storm, 1 thread, i386", "us/connect",
-                     lambda s, tool: connect_storm(s, tool, 1, "connect_storm32"),
-                     lambda s: stops_of(s, storm_cmd(s, 1, s.config.stops_n, "connect_storm32")))]
+                     partial(connect_storm, threads=1, program="connect_storm32"),
+                     partial(storm_stops, threads=1, program="connect_storm32"))]
     sockopts = [Workload(f"setsockopt{suffix}", f"setsockopt storm{label}", "us/call",
-                         lambda s, tool, p=program: setsockopt_storm(s, tool, p),
-                         lambda s, p=program: stops_of(s, sockopt_cmd(s, s.config.stops_n, p)))
+                         partial(setsockopt_storm, program=program), partial(sockopt_stops, program=program))
                 for suffix, label, program in (("", "", "setsockopt_storm"),
                                                ("_i386", ", i386", "setsockopt_storm32"))]
-    api = [Workload(api_key(row), f"Python: {row}(true)", "ms/run",
-                    lambda s, tool, row=row: api_runs(s, tool, row), None, tuple(ways))
+    api = [Workload(api_key(row), f"Python: {row}(true)", "ms/run", partial(api_runs, row=row), None,
+                    tuple(ways))
            for row, ways in API_WAYS.items()]
     family = str(FAMILY_PROFILE)
     return storms + i386 + sockopts + [
@@ -456,7 +468,7 @@ def workloads() -> list[Workload]:
         Workload("send_recv", "send/recv round trip", "us/trip", send_recv,
                  lambda s: stops_of(s, sendrecv_cmd(s, s.config.stops_n), s.cpu)),
         Workload("send_recv_family", "send/recv, family rule", "us/trip",
-                 lambda s, tool: send_recv(s, tool, family),
+                 lambda s, tool: send_recv(s, tool, family, s.config.family_n),
                  lambda s: stops_of(s, sendrecv_cmd(s, s.config.stops_n), s.cpu, family),
                  ("native", "sockbox")),
         Workload("cpu_file", "CPU + file (no sockets)", "us/round", cpu_file,
@@ -569,7 +581,7 @@ def i386_line(results: dict, what: str, key64: str, key32: str) -> dict:
 def derive(results: dict, memory: dict | None, config: Config) -> list[dict]:
     """The lines the README quotes, each with its target."""
     med = {key: row["median"] for key, row in results.items()}
-    lines = []
+    lines: list[dict[str, Any]] = []
     for key in ("send_recv", "cpu_file"):
         lines.append({"name": f"untrapped work, {results[key]['label']}: sockbox/native",
                       "value": ratio(med[key].get("sockbox"), med[key].get("native")),
@@ -577,7 +589,7 @@ def derive(results: dict, memory: dict | None, config: Config) -> list[dict]:
     for threads in THREADS:
         key = f"connect_x{threads}"
         sb, st = added(results, key, "sockbox"), added(results, key, "strace")
-        line = {"name": f"checked connect, {threads} thread(s): sockbox added / strace added "
+        line: dict[str, Any] = {"name": f"checked connect, {threads} thread(s): sockbox added / strace added "
                         f"({_num(sb)} us / {_num(st)} us)",
                 "value": ratio(sb, st), "target": 1.5, "fmt": "x{:.2f}"}
         if st is not None and st <= 0:  # strace within noise of native: no ratio to take
@@ -747,8 +759,10 @@ def plot(results: dict, path: Path) -> str | None:
 def measure_rounds(s: Setting, loads: list[Workload]) -> dict:
     """R rounds; in each, every workload under every tool, the tools' order rotated per
     round so that machine noise and order effects fall on all of them alike."""
-    results = {w.key: {"label": w.label, "unit": w.unit, "tools": w.tools, "samples": {}, "failures": {},
-                       "unavailable": {}} for w in loads}
+    results: dict[str, dict[str, Any]] = {
+        w.key: {"label": w.label, "unit": w.unit, "tools": w.tools, "samples": {}, "failures": {},
+                "unavailable": {}, "seconds": 0.0}
+        for w in loads}
     tools = s.tools()
     for r in range(s.config.rounds):
         order = tools[r % len(tools):] + tools[:r % len(tools)]
@@ -757,6 +771,7 @@ def measure_rounds(s: Setting, loads: list[Workload]) -> dict:
             for tool in order:
                 if tool not in w.tools or tool in row["unavailable"]:
                     continue
+                began = time.monotonic()
                 try:
                     value = w.measure(s, tool)
                     row["samples"].setdefault(tool, []).append(value)
@@ -765,6 +780,7 @@ def measure_rounds(s: Setting, loads: list[Workload]) -> dict:
                 except Exception as error:  # noqa: BLE001 any failure is a table entry, not a traceback
                     why = str(error) if isinstance(error, BenchError) else f"{type(error).__name__}: {error}"
                     row["failures"].setdefault(tool, []).append(why)
+                row["seconds"] += time.monotonic() - began
         print(f"  round {r + 1}/{s.config.rounds} done ({time.strftime('%H:%M:%S')})", flush=True)
     for w in loads:
         row = results[w.key]
