@@ -24,7 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TcpServer, UdpServer, UnixServer, sockbox, write_profile
+from conftest import SOCKBOX, TcpServer, UdpServer, UnixServer, sockbox, write_profile
+
+pytestmark = pytest.mark.runtime_defaults
 
 
 def guarded_profile(directory, allowed_port: int, extra: str = "") -> str:
@@ -440,10 +442,10 @@ def test_inherited_descriptors_are_closed_unless_asked_for(tcp_server):
     outside = socket.create_connection(("127.0.0.1", tcp_server.port))
     fd = outside.fileno()
     use = [sys.executable, "-c", f"import os; os.write({fd}, b'ping'); print('sent')"]
-    closed = subprocess.run([sys.executable, "-m", "sandbox", "run", "--", *use],
+    closed = subprocess.run([*SOCKBOX, "run", "--", *use],
                             pass_fds=(fd,), capture_output=True, text=True, timeout=30)
     assert "sent" not in closed.stdout and "Bad file descriptor" in closed.stderr
-    kept = subprocess.run([sys.executable, "-m", "sandbox", "run", "--keep-fd", str(fd), "--", *use],
+    kept = subprocess.run([*SOCKBOX, "run", "--keep-fd", str(fd), "--", *use],
                           pass_fds=(fd,), capture_output=True, text=True, timeout=30)
     assert "sent" in kept.stdout, kept.stderr
     outside.close()
@@ -459,9 +461,9 @@ def test_socket_activation_hands_over_listen_fds():
     check = ("import os, socket; s = socket.socket(fileno=3); "
              "print(os.environ['LISTEN_PID'] == str(os.getpid()), s.getsockname()[1])")
     # As systemd starts a service: the socket at 3, LISTEN_PID naming the process.
-    launch = (f"import os, sys; os.dup2({fd}, 3); os.environ.update(LISTEN_PID=str(os.getpid()), "
-              f"LISTEN_FDS='1'); os.execv(sys.executable, [sys.executable, '-m', 'sandbox', 'run', "
-              f"'-p', 'localhost', '--', sys.executable, '-c', {check!r}])")
+    command = [*SOCKBOX, "run", "-p", "localhost", "--", sys.executable, "-c", check]
+    launch = (f"import os; os.dup2({fd}, 3); os.environ.update(LISTEN_PID=str(os.getpid()), "
+              f"LISTEN_FDS='1'); os.execv({command[0]!r}, {command!r})")
     result = subprocess.run([sys.executable, "-c", launch], pass_fds=(fd,), capture_output=True,
                             text=True, timeout=30)
     assert result.stdout.split() == ["True", str(listener.getsockname()[1])], result.stderr

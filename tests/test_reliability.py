@@ -25,6 +25,8 @@ import pytest
 
 from conftest import SOCKBOX, TESTS, Terminal, in_new_netns, sockbox, write_profile
 
+pytestmark = pytest.mark.runtime_defaults
+
 FUZZ_SEEDS = int(os.environ.get("SOCKBOX_FUZZ_SEEDS", "4"))
 FUZZ_CALLS = 4000
 LOAD_SCALE = int(os.environ.get("SOCKBOX_LOAD_SCALE", "1"))
