@@ -116,17 +116,18 @@ class Terminal:
 
 # Of the calls sockbox could use, those each runtime's default seccomp profile refuses to
 # a container without CAP_SYS_PTRACE and CAP_SYS_ADMIN (no runtime grants either by
-# default), with the errno it gives: Docker's (moby's profiles/seccomp/default.json) and
-# containerd's RuntimeDefault (its contrib/seccomp/seccomp_default.go; most Kubernetes
-# clusters). A call neither lists gets their default errno, EPERM; clone3 gets ENOSYS, so
-# that the C library falls back to clone. containerd lists process_vm_readv/writev only
-# with CAP_SYS_PTRACE; Docker allows them on any kernel since 4.8. Podman's and CRI-O's
-# default (containers-common's) refuse only kcmp of these. tests/c/outer.c applies one
-# around a command; tests/test_containers.py makes each runtime's profile from them.
+# default), with the errno it gives: Docker's (moby's profiles/seccomp/default.json, the
+# same since containerd 1.7 in containerd's RuntimeDefault, what most Kubernetes clusters
+# run), and containerd's RuntimeDefault before 1.7 (contrib/seccomp/seccomp_default.go),
+# which lets process_vm_readv/writev through only with CAP_SYS_PTRACE too. A call they do
+# not list gets their default errno, EPERM; clone3 gets ENOSYS, so that the C library
+# falls back to clone. Podman's and CRI-O's default (containers-common's, since 0.48)
+# refuses only kcmp of these. tests/c/outer.c applies one around a command;
+# tests/test_containers.py makes each runtime's container profile from them.
 RUNTIME_REFUSALS = {
     "docker": {"pidfd_getfd": errno.EPERM, "kcmp": errno.EPERM, "clone3": errno.ENOSYS},
-    "containerd": {"pidfd_getfd": errno.EPERM, "kcmp": errno.EPERM, "clone3": errno.ENOSYS,
-                   "process_vm_readv": errno.EPERM, "process_vm_writev": errno.EPERM},
+    "containerd-1.6": {"pidfd_getfd": errno.EPERM, "kcmp": errno.EPERM, "clone3": errno.ENOSYS,
+                       "process_vm_readv": errno.EPERM, "process_vm_writev": errno.EPERM},
 }
 
 
