@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 import sandbox
-from conftest import RUNTIME_REFUSALS, Programs, outer_layer
+from conftest import RUNTIME_REFUSALS, TESTS, Programs, outer_layer
 
 PODMAN_PROFILE = Path("/usr/share/containers/seccomp.json")  # containers-common's: Podman's default
 RUNTIMES = ["podman", *RUNTIME_REFUSALS]
@@ -110,19 +110,21 @@ class Podman:
                 "--root", str(self.state / "storage"), "--runroot", str(self.state / "run"),
                 "--tmpdir", str(self.state / "tmp"), *args]
 
-    def container(self, runtime: str, user: str, *command: str, options: tuple[str, ...] = ()) -> list[str]:
+    def container(self, runtime: str, user: str, *command: str, network: str = "host",
+                  options: tuple[str, ...] = ()) -> list[str]:
         """`command` in a container of the image, under `runtime`'s default seccomp
-        profile and capabilities, as `user`."""
+        profile and capabilities, as `user`, in `network` (podman's --network)."""
         security = [] if runtime == "podman" else ["--security-opt", f"seccomp={self.profiles[runtime]}"]
         if runtime != "podman" and user == "root":
             security += DOCKER_CAPABILITIES
-        return self.command("run", "--rm", "--read-only", "--network", "host", *limits(), *security,
+        return self.command("run", "--rm", "--read-only", "--network", network, *limits(), *security,
                             *USERS[user], *self.mounts, *options, "--rootfs", str(self.root), *command)
 
-    def sockbox(self, runtime: str, user: str, *args: str, options: tuple[str, ...] = ()) -> list[str]:
+    def sockbox(self, runtime: str, user: str, *args: str, network: str = "host",
+                options: tuple[str, ...] = ()) -> list[str]:
         """`sockbox ARGS...` as the container's entrypoint."""
         return self.container(runtime, user, str(Path(sys.prefix) / "bin" / "sockbox"), *args,
-                              options=options)
+                              network=network, options=options)
 
 
 @pytest.fixture(scope="session")
@@ -267,3 +269,46 @@ def test_a_command_killed_by_a_forwarded_signal_gives_128_plus_n(podman, runtime
     subprocess.run(podman.command("kill", "--signal", "TERM", name), capture_output=True, check=True, timeout=60)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 128 + 15, err
+
+
+# --- the example image's profile ---------------------------------------------------------------
+
+
+@pytest.fixture
+def api_host(podman: Podman, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A container whose network namespace has example.com in it: tests/api_host.py with a
+    certificate for the name; the container's name, and the certificate."""
+    tmp_path.chmod(0o755)
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=example.com", "-addext", "subjectAltName=DNS:example.com",
+                    "-keyout", str(key), "-out", str(cert)], capture_output=True, check=True, timeout=60)
+    (tmp_path / "hosts").write_text("127.0.0.1 localhost\n")
+    (tmp_path / "resolv.conf").write_text("nameserver 127.0.0.1\n")
+    name = f"sockbox-api-host-{uuid.uuid4().hex[:12]}"
+    server = subprocess.Popen(podman.container("podman", "root", sys.executable, str(TESTS / "api_host.py"),
+                                               "example.com", str(cert), str(key), network="none",
+                                               options=("--name", name, "--volume", f"{tmp_path}:{tmp_path}:ro")),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert server.stdout.readline() == "ready\n", server.communicate(timeout=60)  # type: ignore[union-attr]
+    yield name, tmp_path
+    subprocess.run(podman.command("stop", "--time", "1", name), capture_output=True, timeout=60)
+    server.communicate(timeout=60)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_the_example_profile_lets_curl_fetch_from_its_api_host_and_denies_nothing(podman, api_host, runtime):
+    # examples/app.toml as the example image runs it (user 65534, no capability), curl
+    # fetching https://example.com/ from the stand-in, found through its DNS server:
+    # every call curl makes on the way is allowed, so no denial is reported.
+    name, files = api_host
+    mounts = ("--volume", f"{files}:{files}:ro", "--volume", f"{files / 'hosts'}:/etc/hosts:ro",
+              "--volume", f"{files / 'resolv.conf'}:/etc/resolv.conf:ro")
+    profile = TESTS.parent / "examples" / "app.toml"
+    result = subprocess.run(podman.sockbox(runtime, "nobody", "run", "-p", str(profile), "--",
+                                           "curl", "-sS", "--cacert", str(files / "cert.pem"), "-o", "/dev/null",
+                                           "-w", "%{http_code}\n", "https://example.com/",
+                                           network=f"container:{name}", options=mounts),
+                            capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stdout) == (0, "200\n"), result.stderr
+    assert result.stderr == ""
