@@ -57,7 +57,8 @@ class SockboxCommand:
     command is made, so that the mode in force then applies."""
 
     def __init__(self) -> None:
-        self.outer: list[str] = []
+        self.outer: list[str] = []  # the layer's words alone, for a command that reaches
+        # sockbox another way (a program that execs it, the Python API)
 
     def __iter__(self) -> Iterator[str]:
         return iter([*self.outer, sys.executable, "-m", "sandbox"])

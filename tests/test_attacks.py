@@ -528,7 +528,7 @@ def _yama_scope() -> int:
 ])
 def test_a_kernel_without_a_needed_feature_runs_nothing(tmp_path, missing, message):
     marker = tmp_path / "ran"
-    result = subprocess.run([sys.executable, "-c", OUTER_FILTER, missing, str(marker)],
+    result = subprocess.run([*SOCKBOX.outer, sys.executable, "-c", OUTER_FILTER, missing, str(marker)],
                             capture_output=True, text=True, timeout=60)
     if message is None:  # this machine has the fallback
         assert result.returncode == 0 and marker.exists(), result.stderr
