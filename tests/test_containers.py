@@ -4,8 +4,9 @@ RUNTIME_REFUSALS: see runtime_profile), as root and as a user with no capability
 
 The image is this host's own tree, from no registry: a root of a few files made here,
 the host's /usr mounted read-only, and the sockbox these tests run (its virtualenv and
-source) at the paths it has here. The containers share the host's network namespace;
-what they reach is a server on its loopback."""
+source) at the paths it has here. Most containers share the host's network namespace
+and reach a server on its loopback; the example profile's test makes a namespace of its
+own (podman's --network none) with a stand-in for example.com in it."""
 
 from __future__ import annotations
 
@@ -44,8 +45,9 @@ USERS = {"root": [], "nobody": ["--user", "65534:65534", "--cap-drop", "all",
 
 
 def runtime_profile(runtime: str) -> dict:
-    """Docker's default seccomp profile (`docker`) or containerd's RuntimeDefault before
-    1.7 (`containerd-1.6`), as far as the calls sockbox makes tell them from Podman's:
+    """Docker's default seccomp profile (`docker`; containerd's RuntimeDefault since 1.7
+    is the same for these calls) or containerd's RuntimeDefault before 1.7
+    (`containerd-1.6`), as far as the calls sockbox makes tell them from Podman's:
     Podman's installed profile, with EPERM for a call it does not list (Podman's gives
     ENOSYS) and each call of RUNTIME_REFUSALS[runtime] refused with its errno unless the
     container holds the capability that lets it through, as they have it. It still
