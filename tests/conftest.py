@@ -57,8 +57,9 @@ class SockboxCommand:
     command is made, so that the mode in force then applies."""
 
     def __init__(self) -> None:
-        self.outer: list[str] = []  # the layer's words alone, for a command that reaches
-        # sockbox another way (a program that execs it, the Python API)
+        # The layer's words alone, for a command that reaches sockbox another way (a
+        # program that execs it, the Python API).
+        self.outer: list[str] = []
 
     def __iter__(self) -> Iterator[str]:
         return iter([*self.outer, sys.executable, "-m", "sandbox"])
