@@ -29,6 +29,8 @@ import pytest
 from conftest import (SOCKBOX, TESTS, TcpServer, Terminal, UdpServer, UnixServer, in_new_netns, sockbox,
                       write_profile)
 
+pytestmark = pytest.mark.runtime_defaults
+
 
 def guarded_profile(directory, allowed_port: int, extra: str = "") -> str:
     """IP sockets may be made; they may reach 127.0.0.1 only on `allowed_port`."""
@@ -443,10 +445,10 @@ def test_inherited_descriptors_are_closed_unless_asked_for(tcp_server):
     outside = socket.create_connection(("127.0.0.1", tcp_server.port))
     fd = outside.fileno()
     use = [sys.executable, "-c", f"import os; os.write({fd}, b'ping'); print('sent')"]
-    closed = subprocess.run([sys.executable, "-m", "sandbox", "run", "--", *use],
+    closed = subprocess.run([*SOCKBOX, "run", "--", *use],
                             pass_fds=(fd,), capture_output=True, text=True, timeout=30)
     assert "sent" not in closed.stdout and "Bad file descriptor" in closed.stderr
-    kept = subprocess.run([sys.executable, "-m", "sandbox", "run", "--keep-fd", str(fd), "--", *use],
+    kept = subprocess.run([*SOCKBOX, "run", "--keep-fd", str(fd), "--", *use],
                           pass_fds=(fd,), capture_output=True, text=True, timeout=30)
     assert "sent" in kept.stdout, kept.stderr
     outside.close()
@@ -462,9 +464,9 @@ def test_socket_activation_hands_over_listen_fds():
     check = ("import os, socket; s = socket.socket(fileno=3); "
              "print(os.environ['LISTEN_PID'] == str(os.getpid()), s.getsockname()[1])")
     # As systemd starts a service: the socket at 3, LISTEN_PID naming the process.
-    launch = (f"import os, sys; os.dup2({fd}, 3); os.environ.update(LISTEN_PID=str(os.getpid()), "
-              f"LISTEN_FDS='1'); os.execv(sys.executable, [sys.executable, '-m', 'sandbox', 'run', "
-              f"'-p', 'localhost', '--', sys.executable, '-c', {check!r}])")
+    command = [*SOCKBOX, "run", "-p", "localhost", "--", sys.executable, "-c", check]
+    launch = (f"import os; os.dup2({fd}, 3); os.environ.update(LISTEN_PID=str(os.getpid()), "
+              f"LISTEN_FDS='1'); os.execv({command[0]!r}, {command!r})")
     result = subprocess.run([sys.executable, "-c", launch], pass_fds=(fd,), capture_output=True,
                             text=True, timeout=30)
     assert result.stdout.split() == ["True", str(listener.getsockname()[1])], result.stderr
@@ -529,7 +531,7 @@ def _yama_scope() -> int:
 ])
 def test_a_kernel_without_a_needed_feature_runs_nothing(tmp_path, missing, message):
     marker = tmp_path / "ran"
-    result = subprocess.run([sys.executable, "-c", OUTER_FILTER, missing, str(marker)],
+    result = subprocess.run([*SOCKBOX.outer, sys.executable, "-c", OUTER_FILTER, missing, str(marker)],
                             capture_output=True, text=True, timeout=60)
     if message is None:  # this machine has the fallback
         assert result.returncode == 0 and marker.exists(), result.stderr
