@@ -7,9 +7,10 @@ import errno
 import os
 from typing import Callable, Mapping, Sequence
 
-from . import _ptrace, filter, signals, spawn
+from . import _ptrace, filter, landlock, signals, spawn
 from .audit import AuditLog, Sink
 from .decode import Malformed
+from .domain import Domain
 from .errors import UnsupportedKernel
 from .profile import Profile
 from .rules import Call
@@ -33,8 +34,13 @@ def run(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
     program = filter.build(profile, watch_credentials=ours.privileged)
     # Orphans of the command are reparented to us, so that we can reap them.
     spawn.prctl(spawn.PR_SET_CHILD_SUBREAPER, 1)
+    domain = Domain.for_profile(profile.filesystem, profile.process, profile.source, cwd)
     signals.block()
-    child = spawn.spawn(argv, program, env, cwd, inheritance)
+    try:
+        child = spawn.spawn(argv, program, env, cwd, inheritance, domain, profile.process)
+    finally:
+        if domain is not None:
+            domain.close()
     # Processes in the sandbox run as our user; they must not be able to read or write
     # the supervisor's memory, which being non-dumpable forbids. Only after the fork:
     # the child would inherit it, and an unprivileged tracer cannot seize a
@@ -72,7 +78,7 @@ def check_kernel() -> None:
         os.close(openat2(-100, b"/", O_PATH, 0))  # AT_FDCWD
     except Malformed as error:
         raise UnsupportedKernel(_missing("openat2", error.errno)) from None
-    if spawn.landlock_abi() == 0 and _yama_scope() < 1:
+    if landlock.abi() == 0 and _yama_scope() < 1:
         raise UnsupportedKernel(
             "neither Landlock (Linux 5.13, lsm=landlock) nor Yama ptrace_scope >= 1 is "
             "available, so a sandboxed process could write into the memory of this user's "
