@@ -259,16 +259,25 @@ def describe(filesystem: Filesystem | None, process: Process) -> list[str]:
                  + " (read, write; ioctl on /dev/tty)"]
     signals = ("only the sandbox's own processes" if process.signals is Signals.SANDBOX
                else "any process the user may signal")
-    limits = [f"{key.replace('_', ' ')} {value}{_UNITS[key]}" for key, value in
-              (("cpu", process.cpu), ("memory", process.memory), ("processes", process.processes),
-               ("open_files", process.open_files)) if value is not None]
+    limits = [f"{key.replace('_', ' ')} {size_text(value) if key == 'memory' else value}{_UNITS[key]}"
+              for key, value in (("cpu", process.cpu), ("memory", process.memory),
+                                 ("processes", process.processes), ("open_files", process.open_files))
+              if value is not None]
     lines += [f"process: signals {process.signals.value} ({signals}); "
               + ("limits: " + ", ".join(limits) if limits else "no limits")]
     return lines
 
 
-_UNITS = {"cpu": " s per process", "memory": " bytes per process", "processes": " at once",
+_UNITS = {"cpu": " s per process", "memory": " per process", "processes": " at once",
           "open_files": " per process"}
+
+
+def size_text(size: int) -> str:
+    """A size as a profile would write it: 1G, 512M, 4096."""
+    for unit in "TGMK":
+        if size % _SIZE_UNITS[unit.lower()] == 0:
+            return f"{size // _SIZE_UNITS[unit.lower()]}{unit}"
+    return str(size)
 
 
 def _paths(grants: Sequence[Grant]) -> str:

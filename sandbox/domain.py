@@ -109,15 +109,22 @@ def resolve(filesystem: Filesystem, cwd: str | None,
 def ancestry(fd: int) -> Iterator[Identity]:
     """The identity of the file `fd` names, then of each directory above it up to the
     root, as Landlock walks a hierarchy: `..` from the root of a mount is the parent
-    of the directory it is mounted on, which is itself passed over (hidden)."""
-    here = os.dup(fd)
-    try:
+    of the directory it is mounted on, which is itself passed over (hidden). Above a
+    file that is not a directory: the directory of the path it was opened by."""
+    info = os.fstat(fd)
+    if stat.S_ISDIR(info.st_mode):
+        here = os.dup(fd)
+    else:
+        yield info.st_dev, info.st_ino
+        parent = os.path.dirname(os.readlink(f"/proc/self/fd/{fd}"))
+        here = os.open(parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         info = os.fstat(here)
+    try:
         while True:
             yield info.st_dev, info.st_ino
-            parent = os.open("..", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=here)
+            parent_fd = os.open("..", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=here)
             os.close(here)
-            here = parent
+            here = parent_fd
             above = os.fstat(here)
             if (above.st_dev, above.st_ino) == (info.st_dev, info.st_ino):
                 return  # the root: its .. is itself
