@@ -36,7 +36,7 @@ def test_shell_completion_script():
 
 def test_profiles_lists_every_builtin_with_its_description():
     lines = sockbox("profiles").stdout.splitlines()
-    assert [line.split()[0] for line in lines] == ["audit", "localhost", "offline", "server", "web"]
+    assert [line.split()[0] for line in lines] == ["audit", "localhost", "offline", "server", "web", "workdir"]
     assert all(len(line.split()) > 2 for line in lines)
 
 
