@@ -104,17 +104,16 @@ static void *worker(void *unused)
     return NULL;
 }
 
-/* Fork until refused, in every process made; each reports 'M' for a child it made
- * and 'R' once refused, then holds. */
+/* Fork until refused, in every process made; each reports 'M' for each child it made
+ * (before anything the child reports) and 'R' once refused, then holds. */
 static void bomb(void)
 {
     for (;;) {
         pid_t pid = fork();
-        if (pid == 0) {
-            if (write(report[1], "M", 1) != 1)
-                _exit(1);
+        if (pid == 0)
             continue;  /* the child goes on forking */
-        }
+        if (pid > 0 && write(report[1], "M", 1) != 1)
+            _exit(1);
         if (pid < 0) {
             char what = errno == EAGAIN ? 'R' : 'O';
             if (write(report[1], &what, 1) != 1)
