@@ -49,11 +49,11 @@ def kernel_shortfalls(filesystem: Filesystem | None, process: Process, version: 
     problems = []
     if filesystem is not None:
         if version < 3:
-            problems.append(("filesystem", "needs Landlock ABI 3 (Linux 6.2), which keeps files "
-                             f"outside filesystem.write from being truncated; {has}"))
+            problems.append(("filesystem", ("needs Landlock ABI 3 (Linux 6.2), which keeps files "
+                                            f"outside filesystem.write from being truncated; {has}")))
         elif filesystem.read and version < 5:
-            problems.append(("filesystem.read", "needs Landlock ABI 5 (Linux 6.10), which refuses "
-                             f"ioctl on devices opened for reading; {has}"))
+            problems.append(("filesystem.read", ("needs Landlock ABI 5 (Linux 6.10), which refuses "
+                                                 f"ioctl on devices opened for reading; {has}")))
     if process.signals is Signals.SANDBOX and version < 6:
         problems.append(("process.signals", f'"sandbox" needs Landlock ABI 6 (Linux 6.12); {has}'))
     return problems
@@ -95,7 +95,9 @@ def resolve(filesystem: Filesystem, cwd: str | None,
                 except OSError as error:
                     for _, fd, _ in opened:
                         os.close(fd)
-                    where = grant.path if grant.path.startswith("/") else f"{grant.path} (in {os.readlink(f'/proc/self/fd/{base}')})"
+                    where = grant.path
+                    if not where.startswith("/"):
+                        where += f" (in {os.readlink(f'/proc/self/fd/{base}')})"
                     raise ProfileError(grant.file, [(grant.key, f"{where}: {error.strerror}")]) from None
                 info = os.fstat(fd)
                 directory = stat.S_ISDIR(info.st_mode)

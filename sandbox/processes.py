@@ -17,6 +17,7 @@ held, it is taken again from the kernel: every task this supervisor traces.
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
 
@@ -79,9 +80,12 @@ class ProcessCount:
             self.ended_early.clear()
 
     def recount(self) -> None:
-        """Every task that this thread (the supervisor's) traces, from /proc."""
+        """Every task that this thread (the supervisor's) traces, from /proc. A task
+        not known yet whose creator (its thread group for a thread, else its parent)
+        has a fork holding a place is that fork's child, still to be announced: the
+        place counts it already."""
         tracer = threading.get_native_id()
-        found: dict[int, bool] = {}
+        traced = {}
         for process in os.listdir("/proc"):
             if not process.isdigit():
                 continue
@@ -90,18 +94,31 @@ class ProcessCount:
             except OSError:
                 continue  # gone meanwhile
             for task in tasks:
-                if _tracer(f"/proc/{process}/task/{task}/status") == tracer:
-                    found[int(task)] = self.alive.get(int(task), False)
+                fields = _status(f"/proc/{process}/task/{task}/status")
+                if fields.get("TracerPid") == tracer:
+                    traced[int(task)] = fields
+        places = collections.Counter(traced[tid]["Tgid"] for tid in self.forking if tid in traced)
+        found: dict[int, bool] = {}
+        for tid, fields in traced.items():
+            if tid not in self.alive:
+                creator = fields["Tgid"] if fields["Tgid"] != tid else fields["PPid"]
+                if places[creator] > 0:
+                    places[creator] -= 1
+                    continue
+            found[tid] = self.alive.get(tid, False)
         self.alive = found
         self.unsure = 0
 
 
-def _tracer(status_path: str) -> int | None:
+def _status(path: str) -> dict[str, int]:
+    """The numeric fields of /proc/PID/task/TID/status that say who a task is."""
+    fields = {}
     try:
-        with open(status_path) as status:
+        with open(path) as status:
             for line in status:
-                if line.startswith("TracerPid:"):
-                    return int(line.split()[1])
+                key, _, value = line.partition(":")
+                if key in ("Tgid", "PPid", "TracerPid"):
+                    fields[key] = int(value)
     except (OSError, ValueError):
-        pass
-    return None
+        return {}
+    return fields

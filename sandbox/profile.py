@@ -49,7 +49,7 @@ class Profile:
     source: str  # the file as the user named it, for messages
     text: str = field(repr=False, default="")
     filesystem: confine.Filesystem | None = None  # None: files are not confined
-    process: confine.Process = confine.Process()
+    process: confine.Process = field(default_factory=confine.Process)
 
     @classmethod
     def from_toml(cls, text: str, source: str = "profile.toml") -> Profile:

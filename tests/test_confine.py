@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import SOCKBOX, Terminal, sockbox, write_profile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sandbox
-from conftest import SOCKBOX, Terminal, sockbox, write_profile
 from sandbox import confine
 from sandbox.confine import Filesystem, Grant, Process, Signals
 from sandbox.domain import kernel_shortfalls
@@ -186,14 +186,25 @@ def test_relative_paths_and_symlinks_are_resolved_at_start(shared):
 # --- signals -----------------------------------------------------------------------------
 
 SIGNAL_PROBE = r"""
-import os, signal, sys
+import ctypes, fcntl, os, signal, sys
 target = int(sys.argv[1])  # a process outside, leading a process group of its own
+libc = ctypes.CDLL(None, use_errno=True)
 def attempt(name, action):
     try:
         action()
         print(name, "ok")
     except OSError as error:
         print(name, error.strerror)
+def sigio():  # F_SETOWN: SIGIO for the target when data arrives
+    ours, theirs = os.pipe()
+    fcntl.fcntl(ours, fcntl.F_SETOWN, target)
+    fcntl.fcntl(ours, fcntl.F_SETFL, os.O_ASYNC)
+    os.write(theirs, b"x")
+def tgkill():
+    if libc.syscall(234, target, target, signal.SIGTERM) != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+attempt("sigio", sigio)
+attempt("tgkill", tgkill)
 attempt("kill", lambda: os.kill(target, signal.SIGTERM))
 attempt("killpg", lambda: os.killpg(target, signal.SIGTERM))
 attempt("pidfd", lambda: signal.pidfd_send_signal(os.pidfd_open(target), signal.SIGTERM))
@@ -214,12 +225,13 @@ def test_signals_reach_only_the_sandbox(user, shared):
         result = run_as(user, scoped, PYTHON, str(probe), str(outside.pid))
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines() == [
-            "kill Operation not permitted", "killpg Operation not permitted",
+            "sigio ok",  # F_SETOWN is accepted; the SIGIO is not delivered
+            "tgkill Operation not permitted", "kill Operation not permitted", "killpg Operation not permitted",
             "pidfd Operation not permitted", "own child ok", f"child ended by {signal.SIGTERM}"]
         assert outside.poll() is None
-        # The same program under signals = "any" ends the outside process.
+        # The same program under signals = "any" ends the outside process (its SIGIO first).
         run_as(user, "offline", PYTHON, str(probe), str(outside.pid))
-        assert outside.wait(timeout=30) == -signal.SIGTERM
+        assert outside.wait(timeout=30) == -signal.SIGIO
     finally:
         outside.kill()
         outside.wait()
@@ -315,6 +327,21 @@ def test_a_fork_bomb_is_bounded(programs, user, bits):
                     options=("--processes", str(LIMIT)))
     # Every process forks until refused: LIMIT alive at once, each refused once.
     assert result.stdout == f"made {LIMIT - 1} refused {LIMIT} other 0 -\n", result.stderr
+
+
+def test_forks_abandoned_in_the_middle_do_not_lose_places(programs):
+    # Ten times, eight threads fork without end until their process exits under them:
+    # some die in the middle of a fork, which may or may not have made a child. Their
+    # places are taken again from the kernel once the count reaches the limit. Without
+    # that recount, the bomb after them reached 17 or 18 here; with it, 22 (the shell
+    # and the bomb's first process are alive too), rarely 21 or 20: a bomb process
+    # stops at its first EAGAIN, so a moment of the count above the truth shows (its
+    # cause is not pinned down; the count never fell below the truth).
+    forks = programs("forks", 64)
+    script = f"for i in 1 2 3 4 5 6 7 8 9 10; do {forks} abandon 8 50; done; {forks} bomb 0 0"
+    result = run_as("self", "offline", "sh", "-c", script, options=("--processes", str(LIMIT)))
+    made = int(result.stdout.split()[1])
+    assert LIMIT - 4 <= made <= LIMIT - 2, result.stdout + result.stderr
 
 
 # --- the network rules beside them -------------------------------------------------------
@@ -439,7 +466,7 @@ def test_the_workdir_profile_runs_real_tools(programs, shared, tcp_server, user)
     assert result.stdout == "True Permission denied\n", result.stderr
     result = run_as(user, "workdir", "sh", "-c", "mkdir -p out && mv py.txt out/ && cat out/py.txt && "
                                                  f"! ls {shared} 2>/dev/null", cwd=work)
-    assert result.returncode == 0 and result.stdout == open("/etc/os-release").read()[:4]
+    assert result.returncode == 0 and result.stdout == Path("/etc/os-release").read_text()[:4]
     # offline: no IP; no unix socket of anyone else's; only its own processes signalled
     probe = programs("netprobe", 64)
     shutil.copy(probe, work / "netprobe")

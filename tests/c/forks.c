@@ -9,6 +9,8 @@
  *   vfork    vfork(); the child execs this program in "hold" mode
  *   thread   pthread_create() (clone3, which the sandbox refuses, then clone)
  *   bomb     fork(), and every child does the same until refused (THREADS is 0)
+ *   abandon  fork() without end, each child exiting at once, until the main thread
+ *            ends the process after ATTEMPTS ms: threads die in the middle of forks
  * Every task made, and every thread, waits until all attempts are done (the tasks: until
  * the main thread closes a pipe), so that all are alive at once. Once every attempt is done, prints "made M refused R other O E" (R: failures
  * with EAGAIN; O: any other, E the first one's errno), then ends every task, exit 0.
@@ -94,6 +96,15 @@ static void attempt(void)
         count_failure(errno);
 }
 
+static void *abandoning(void *unused)
+{
+    (void)unused;
+    for (;;)
+        if (fork() == 0)
+            _exit(0);
+    return NULL;
+}
+
 static void *worker(void *unused)
 {
     (void)unused;
@@ -130,7 +141,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc != 4) {
-        fprintf(stderr, "usage: forks fork|sysfork|vfork|thread|bomb THREADS ATTEMPTS\n");
+        fprintf(stderr, "usage: forks fork|sysfork|vfork|thread|bomb|abandon THREADS ATTEMPTS\n");
         return 2;
     }
     method = argv[1];
@@ -139,6 +150,14 @@ int main(int argc, char **argv)
     if (pipe2(release, O_CLOEXEC) != 0 || fcntl(release[0], F_SETFD, 0) != 0 || pipe(report) != 0)
         return 2;
     setvbuf(stdout, NULL, _IONBF, 0);
+    if (strcmp(method, "abandon") == 0) {
+        pthread_t thread;
+        for (int i = 0; i < threads; i++)
+            if (pthread_create(&thread, NULL, abandoning, NULL) != 0)
+                return 3;
+        usleep(attempts * 1000);
+        _exit(0);  /* every thread ends, some in the middle of a fork */
+    }
     if (strcmp(method, "bomb") == 0) {
         pid_t top = getpid();
         bomb();
