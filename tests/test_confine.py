@@ -3,6 +3,7 @@ real by programs in the sandbox, as root and as an unprivileged user."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -19,9 +20,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sandbox
-from sandbox import confine
+from sandbox import confine, filter
+from sandbox.abi import Abi
 from sandbox.confine import Filesystem, Grant, Process, Signals
 from sandbox.domain import kernel_shortfalls
+from sandbox.processes import ProcessCount
 from sandbox.profile import Profile
 
 ROOT = os.geteuid() == 0
@@ -595,3 +598,34 @@ def test_what_each_landlock_abi_cannot_enforce_is_refused_by_key(version, proble
     # No read list: nothing asks for ioctl control; no section: nothing at all.
     assert [k for k, _ in kernel_shortfalls(Filesystem(), Process(), 3)] == []
     assert kernel_shortfalls(None, Process(), 0) == []
+
+
+def test_the_count_of_places_follows_each_outcome():
+    count = ProcessCount(4, first=100)
+    assert count.may_fork(100) and count.taken == 2  # the caller and its fork's place
+    count.forked(100, 101)
+    assert count.taken == 2 and count.alive == {100: True, 101: True}
+    assert count.may_fork(101) and count.may_fork(100)
+    assert not count.may_fork(102)  # two alive, two forks under way: no place left
+    count.returned(101)  # its fork made nothing
+    count.exited(102)  # a child that ended before its fork event was seen...
+    count.forked(100, 102)  # ...is not counted when the event comes
+    assert count.taken == 2 and count.ended_early == set()
+    assert count.may_fork(101)
+    count.exited(101)  # died in the middle of its fork: the place stays taken
+    assert (count.taken, count.unsure) == (2, 1)
+    assert ProcessCount(None, first=1).may_fork(1)
+
+
+def test_the_filter_stops_forks_only_where_processes_is_set():
+    def where(profile: Profile, name: str) -> list[str]:
+        (plan,) = [p for p in filter.plan(profile) if p.abi is Abi.X86_64]
+        return [clause.reason.split(":")[0] if clause.action == filter.RET_TRACE else str(clause.action)
+                for syscall in plan.syscalls if syscall.name == name
+                for shape in syscall.shapes for clause in shape.clauses]
+    plain, counted = Profile.from_toml(""), Profile.from_toml("[process]\nprocesses = 8\n")
+    assert where(plain, "fork") == [] and where(plain, "vfork") == []
+    assert where(plain, "clone") == [str(filter.RET_ERRNO(errno.EPERM)), str(filter.RET_ALLOW)]
+    assert where(counted, "fork") == where(counted, "vfork") == ["makes a task"]
+    assert where(counted, "clone") == [str(filter.RET_ERRNO(errno.EPERM)), "makes a task"]
+    assert where(counted, "clone3") == [str(filter.RET_ERRNO(errno.ENOSYS))]
