@@ -116,17 +116,31 @@ static void *worker(void *unused)
 }
 
 /* Fork until refused, in every process made; each reports 'M' for each child it made
- * (before anything the child reports) and 'R' once refused, then holds. */
+ * and 'R' once refused, then holds. A child starts only once its parent has reported
+ * it, so that no report of the child's comes before: when every process so far has
+ * reported its refusal, none is still to come. */
 static void bomb(void)
 {
     for (;;) {
-        pid_t pid = fork();
-        if (pid == 0)
-            continue;  /* the child goes on forking */
-        if (pid > 0 && write(report[1], "M", 1) != 1)
+        int go[2];
+        char byte = 'M';
+        if (pipe(go) != 0)
             _exit(1);
+        pid_t pid = fork();
+        int err = errno;
+        if (pid == 0) {
+            close(go[1]);
+            if (read(go[0], &byte, 1) != 1)
+                _exit(1);
+            close(go[0]);
+            continue;  /* the child goes on forking */
+        }
+        if (pid > 0 && (write(report[1], "M", 1) != 1 || write(go[1], &byte, 1) != 1))
+            _exit(1);
+        close(go[0]);
+        close(go[1]);
         if (pid < 0) {
-            char what = errno == EAGAIN ? 'R' : 'O';
+            char what = err == EAGAIN ? 'R' : 'O';
             if (write(report[1], &what, 1) != 1)
                 _exit(1);
             return;
