@@ -301,6 +301,15 @@ def test_memory_and_open_files_are_limited(user):
     assert limited.stdout == "Too many open files 23\n"
 
 
+def test_a_limit_is_only_ever_lowered():
+    def limits(open_files: str, cpu: str) -> list[str]:
+        command = ["prlimit", "--nofile=64:64", "--cpu=50:50", *SOCKBOX, "run", "--open-files", open_files,
+                   "--cpu", cpu, "--", "sh", "-c", "ulimit -n; ulimit -Hn; ulimit -t; ulimit -Ht"]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60).stdout.split()
+    assert limits("1000", "100") == ["64", "64", "50", "50"]  # the user's own are lower: they stay
+    assert limits("10", "5") == ["10", "10", "5", "6"]  # CPU: SIGKILL a second after SIGXCPU
+
+
 @pytest.mark.skipif(not ROOT, reason="only root holds CAP_SYS_RESOURCE")
 def test_root_cannot_raise_the_limits_again():
     raising = "import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096)); print('raised')"
