@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from . import _fastpath, _ptrace
-from .abi import (Abi, SOCKETCALL, Via, abi_of, changes_credentials, identify, socketcall_nargs,
-                  subcall_name, syscall_number)
+from .abi import (Abi, SOCKETCALL, Via, abi_of, changes_credentials, identify, makes_task,
+                  socketcall_nargs, subcall_name, syscall_number)
 from .audit import AuditLog, make_event
 from .calls import Subject, describe
 from .decode import Malformed, decode_words
@@ -28,6 +28,7 @@ from .emulate import (RETRY_NS, Breach, Done, Outcome, Wait, emulate, emulate_as
                       wait_for)
 from .errors import SandboxError, SupervisorError
 from .names import AF_INET, AF_INET6, SOCK_DGRAM, SUBCALLS
+from .processes import ProcessCount
 from .profile import Profile
 from .rules import Action, Call, Verdict, needs_socket
 from .tracee import Credentials, Known, StopContext
@@ -95,6 +96,7 @@ class Supervisor:
         self._filed: dict[str | None, dict[bytes, int]] = {}
         self._filed_count = 0
         self._fast = _fastpath.Server(self.known)
+        self.processes = ProcessCount(self.profile.process.processes, self.main_pid)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -158,7 +160,9 @@ class Supervisor:
         elif event == _ptrace.PTRACE_EVENT_SECCOMP:
             self.on_seccomp(pid)
         elif event in _FORK_EVENTS:
-            self.tracees.add(_ptrace.event_message(pid))
+            child = _ptrace.event_message(pid)
+            self.tracees.add(child)
+            self.processes.forked(pid, child)
             _ptrace.cont(pid)
         elif event == _ptrace.PTRACE_EVENT_EXEC:
             former = _ptrace.event_message(pid)
@@ -179,6 +183,7 @@ class Supervisor:
 
     def forget(self, pid: int) -> None:
         self.tracees.discard(pid)
+        self.processes.exited(pid)
         known = self.known.pop(pid, None)
         if known is not None:
             known.close()
@@ -197,6 +202,9 @@ class Supervisor:
         if info.op != _ptrace.PTRACE_SYSCALL_INFO_SECCOMP or abi is None:
             _ptrace.fail_syscall(tid, errno.ENOSYS)  # nothing our filter traces: fail closed
             _ptrace.cont(tid)
+            return
+        if syscall is None and makes_task(info.arch, info.nr):
+            self.on_fork(tid)
             return
         if syscall is None:
             # A credential change the filter watches, or a filter of the program's own.
@@ -238,6 +246,14 @@ class Supervisor:
             _ptrace.cont(tid)
         finally:
             stop.close()
+
+    def on_fork(self, tid: int) -> None:
+        """A fork, vfork or clone, which stops where `processes` is set (processes.py)."""
+        if self.processes.may_fork(tid):
+            _ptrace.cont_to_syscall_exit(tid)  # a fork that fails makes no event: its return says so
+        else:
+            _ptrace.fail_syscall(tid, errno.EAGAIN)
+            _ptrace.cont(tid)
 
     def file(self, subject: Subject, verdict: Verdict) -> None:
         """File a verdict for _fastpath to serve again. A connect from an IP socket,
@@ -383,6 +399,7 @@ class Supervisor:
         _ptrace.cont_to_syscall_exit(tid)
 
     def on_syscall_exit(self, tid: int) -> None:
+        self.processes.returned(tid)
         if tid in self.rewritten:
             _ptrace.restore_after_rewrite(tid, self.rewritten.pop(tid))
         elif tid in self.waiting:
