@@ -14,6 +14,7 @@ line on stderr and status 125, a command that cannot be executed 126 or 127.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from dataclasses import dataclass
@@ -38,11 +39,27 @@ class RunOptions:
     log_format: str = "json"
     quiet: bool = False
     keep_fd: tuple[int, ...] = ()
+    # [filesystem] paths added, and [process] values in place of the profile's (as typed)
+    read: tuple[str, ...] = ()
+    write: tuple[str, ...] = ()
+    signals: str | None = None
+    cpu: str | None = None
+    memory: str | None = None
+    processes: str | None = None
+    open_files: str | None = None
+
+    @property
+    def process_values(self) -> dict[str, str | None]:
+        return {"signals": self.signals, "cpu": self.cpu, "memory": self.memory,
+                "processes": self.processes, "open_files": self.open_files}
 
 
 # Options that take a value, by every plain spelling.
 _VALUED = {"-p": "profile", "--profile": "profile", "--allow": "allow", "--deny": "deny",
-           "--log": "log", "--log-format": "log_format", "--keep-fd": "keep_fd"}
+           "--log": "log", "--log-format": "log_format", "--keep-fd": "keep_fd",
+           "--read": "read", "--write": "write", "--signals": "signals", "--cpu": "cpu",
+           "--memory": "memory", "--processes": "processes", "--open-files": "open_files"}
+_PROCESS_VALUED = ("signals", "cpu", "memory", "processes", "open_files")
 
 
 def parse_run(args: list[str]) -> RunOptions | None:
@@ -53,6 +70,8 @@ def parse_run(args: list[str]) -> RunOptions | None:
     allow: list[str] = []
     deny: list[str] = []
     keep_fd: list[int] = []
+    paths: dict[str, list[str]] = {"read": [], "write": []}
+    process: dict[str, str] = {}
     rest = args[1:]
     while rest and rest[0].startswith("-") and rest[0] != "-":
         token = rest.pop(0)
@@ -84,22 +103,29 @@ def parse_run(args: list[str]) -> RunOptions | None:
             log_format = value
         elif option == "keep_fd" and value.isascii() and value.isdigit():
             keep_fd.append(int(value))
+        elif option in paths:
+            paths[option].append(value)
+        elif option in _PROCESS_VALUED:
+            process[option] = value
         else:
             return None
     if not rest:
         return None
     return RunOptions(tuple(rest), profile, tuple(allow), tuple(deny), log, log_format, quiet,
-                      tuple(keep_fd))
+                      tuple(keep_fd), tuple(paths["read"]), tuple(paths["write"]), **process)
 
 
 def start(options: RunOptions) -> int:
     """Run the command as `options` say; the status `sockbox run` exits with."""
-    from . import runner
+    from . import confine, runner
     from .audit import Sink
     from .profile import load_profile
     from .spawn import ExecFailed
 
     profile = load_profile(options.profile).with_inline_rules(options.allow, options.deny)
+    filesystem, process = confine.with_command_line(profile.filesystem, profile.process, options.read,
+                                                    options.write, options.process_values)
+    profile = dataclasses.replace(profile, filesystem=filesystem, process=process)
     sinks = []
     if options.log is not None:
         sinks.append(Sink(_open_log(options.log), options.log_format))

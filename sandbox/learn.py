@@ -83,6 +83,8 @@ class Learner:
         lines = ["# Learned by `sockbox learn` from one run of:",
                  f"#   {_printable(shlex.join(command))}",
                  "# Every rule allows exactly what that run did; anything else is denied.",
+                 "# No [filesystem] or [process]: learn sees socket calls, not file access",
+                 "# or resource use; add them by hand (see `sockbox explain -p FILE read PATH`).",
                  "", "[profile]",
                  f"description = {_toml_string('learned from ' + shlex.join(command))}",
                  'default = "deny"']

@@ -7,8 +7,9 @@ import errno
 import os
 from typing import Callable, Mapping, Sequence
 
-from . import _ptrace, filter, signals, spawn
+from . import _ptrace, filter, landlock, signals, spawn
 from .audit import AuditLog, Sink
+from .domain import Domain
 from .errors import Malformed, UnsupportedKernel
 from .profile import Profile
 from .rules import Call
@@ -34,15 +35,20 @@ def run(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
                            watch_destinations=watch_destinations)
     # Orphans of the command are reparented to us, so that we can reap them.
     spawn.prctl(spawn.PR_SET_CHILD_SUBREAPER, 1)
+    domain = Domain.for_profile(profile.filesystem, profile.process, profile.source, cwd)
     signals.block()
-    child = spawn.spawn(argv, program, env, cwd, inheritance)
+    try:
+        child = spawn.spawn(argv, program, env, cwd, inheritance, domain, profile.process)
+    finally:
+        if domain is not None:
+            domain.close()
     # Processes in the sandbox run as our user; they must not be able to read or write
     # the supervisor's memory, which being non-dumpable forbids. Only after the fork:
     # the child would inherit it, and an unprivileged tracer cannot seize a
     # non-dumpable process.
     spawn.prctl(PR_SET_DUMPABLE, 0)
     supervisor = Supervisor(profile, AuditLog(sinks), child.pid, ours, observers=observers,
-                            watch_destinations=watch_destinations)
+                            watch_destinations=watch_destinations, domain=domain)
     signals.forward(child.pid, lambda: supervisor.tracees)
     return supervisor.run()
 
@@ -74,7 +80,7 @@ def check_kernel() -> None:
         os.close(openat2(-100, b"/", O_PATH, 0))  # AT_FDCWD
     except Malformed as error:
         raise UnsupportedKernel(_missing("openat2", error.errno)) from None
-    if spawn.landlock_abi() == 0 and _yama_scope() < 1:
+    if landlock.abi() == 0 and _yama_scope() < 1:
         raise UnsupportedKernel(
             "neither Landlock (Linux 5.13, lsm=landlock) nor Yama ptrace_scope >= 1 is "
             "available, so a sandboxed process could write into the memory of this user's "

@@ -36,7 +36,7 @@ def test_shell_completion_script():
 
 def test_profiles_lists_every_builtin_with_its_description():
     lines = sockbox("profiles").stdout.splitlines()
-    assert [line.split()[0] for line in lines] == ["audit", "localhost", "offline", "server", "web"]
+    assert [line.split()[0] for line in lines] == ["audit", "localhost", "offline", "server", "web", "workdir"]
     assert all(len(line.split()) > 2 for line in lines)
 
 
@@ -157,6 +157,10 @@ PLAIN_LINES = [
     ["run", "--profile", "", "true"],
     ["run", "-"],
     ["run", "-p", "web", "-p", "localhost", "true"],
+    ["run", "--read", "/usr", "--read=/etc", "--write", ".", "true"],
+    ["run", "--signals", "sandbox", "--cpu", "60", "--memory=1G", "--processes", "256",
+     "--open-files", "1024", "true"],
+    ["run", "--cpu", "1", "--cpu", "2", "--memory", "bogus", "true"],
 ]
 
 
@@ -180,7 +184,8 @@ def test_other_lines_are_left_to_typer(args):
 _TOKENS = ["run", "--", "-", "-p", "-pweb", "-p=x", "--profile", "--profile=", "--profile=web", "web",
            "-q", "--quiet", "-qp", "--allow", "--allow=connect", "connect=127.0.0.1:80", "--deny",
            "--log", "--log=-", "--log-format", "text", "xml", "--keep-fd", "--keep-fd=3", "3",
-           "x", "-h", "--help", "true", "", "--bogus"]
+           "x", "-h", "--help", "true", "", "--bogus", "--read", "--write=.", "/usr",
+           "--signals", "sandbox", "--cpu=5", "--memory", "1G", "--processes", "--open-files=9"]
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -33,7 +33,7 @@ from sandbox.rules import (ADDRESS_CALLS, ALL_CALLS, PLAIN_ALIAS, Action, Call, 
 ROOT = Path(__file__).resolve().parent.parent
 AF_UNIX, AF_INET, AF_INET6, AF_NETLINK = 1, 2, 10, 16
 SOCK_STREAM, SOCK_DGRAM = 1, 2
-BUILTINS = ["audit", "localhost", "offline", "server", "web"]
+BUILTINS = ["audit", "localhost", "offline", "server", "web", "workdir"]
 
 
 # --- helpers -----------------------------------------------------------------------------

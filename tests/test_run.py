@@ -248,7 +248,7 @@ def test_a_command_killed_by_a_signal_ends_sockbox_by_the_same_signal():
     for sig in (signal.SIGTERM, signal.SIGSEGV, signal.SIGINT):
         # subprocess reports a death by signal S as -S, a shell as 128 + S
         assert sockbox("run", "--", "sh", "-c", f"kill -{sig.name[3:]} $$").returncode == -sig
-        shell = subprocess.run(["sh", "-c", f'"$@"; echo "status $?"', "-", *SOCKBOX, "run", "--",
+        shell = subprocess.run(["sh", "-c", '"$@"; echo "status $?"', "-", *SOCKBOX, "run", "--",
                                 "sh", "-c", f"kill -{sig.name[3:]} $$"], capture_output=True, text=True)
         assert shell.stdout == f"status {128 + sig}\n"
         assert "core" not in shell.stderr  # sockbox's own end dumps no core
