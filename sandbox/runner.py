@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 from . import _ptrace, filter, signals, spawn
 from .audit import AuditLog, Sink
@@ -19,6 +19,14 @@ from .tracee import O_PATH, credentials, openat2
 PR_SET_DUMPABLE = 4
 
 
+class Ended(NamedTuple):
+    """How a sandbox ended: the status `sockbox run` exits with, and the signal that
+    killed the command where one did (None for an exit, and for a kill rule's SIGKILL)."""
+
+    status: int
+    signal: int | None
+
+
 def run(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
         env: Mapping[str, str] | None = None, cwd: str | None = None,
         inheritance: Inheritance = Inheritance(),
@@ -28,10 +36,28 @@ def run(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
 
     Raises SandboxError (nothing was run) or spawn.ExecFailed (status 126/127).
     """
+    return supervise(profile, argv, sinks, env, cwd, inheritance, observers,
+                     watch_destinations).status
+
+
+def prepare(profile: Profile, watch_destinations: bool = False) -> bytes:
+    """The start-up work: check the kernel, build the filter (which a warm sandbox does
+    once for many runs)."""
     check_kernel()
+    return filter.build(profile, watch_credentials=credentials("self").privileged,
+                        watch_destinations=watch_destinations)
+
+
+def supervise(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
+              env: Mapping[str, str] | None = None, cwd: str | None = None,
+              inheritance: Inheritance = Inheritance(),
+              observers: Sequence[Callable[[Call], None]] = (), watch_destinations: bool = False,
+              program: bytes | None = None) -> Ended:
+    """`run`, telling a death by signal from an exit; `program`: the filter `prepare`
+    built for this profile and `watch_destinations`."""
+    if program is None:
+        program = prepare(profile, watch_destinations)
     ours = credentials("self")
-    program = filter.build(profile, watch_credentials=ours.privileged,
-                           watch_destinations=watch_destinations)
     # Orphans of the command are reparented to us, so that we can reap them.
     spawn.prctl(spawn.PR_SET_CHILD_SUBREAPER, 1)
     signals.block()
@@ -44,7 +70,11 @@ def run(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
     supervisor = Supervisor(profile, AuditLog(sinks), child.pid, ours, observers=observers,
                             watch_destinations=watch_destinations)
     signals.forward(child.pid, lambda: supervisor.tracees)
-    return supervisor.run()
+    status = supervisor.run()
+    died, by_signal = supervisor.main_status, None
+    if died is not None and os.WIFSIGNALED(died) and not supervisor.killed_by_rule:
+        by_signal = os.WTERMSIG(died)
+    return Ended(status, by_signal)
 
 
 def inheritance_from(keep_fds: Sequence[int], environ: Mapping[str, str]) -> Inheritance:

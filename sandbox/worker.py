@@ -1,0 +1,158 @@
+"""The supervisor's side of the Python API: the process that serves a `Sandbox`'s runs.
+
+It starts as `python -I`, from `/`, with the caller's environment (sandbox/api.py), so
+it imports only the installed sockbox and its dependencies: nothing from a working
+directory, PYTHONPATH or user site-packages, where an earlier sandboxed program could
+have written. It does the start-up work once (imports, the kernel check, the filter),
+then forks one child per run, which spawns and supervises that run's command as
+`sockbox run` does and reports on the run's own channel. One supervisor per run: a
+tracer reaps with waitpid(-1), and the runs must not share processes, records or
+failures.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import pickle
+import selectors
+import signal
+import socket
+import sys
+from typing import Any, NoReturn
+
+from . import channel, runner, signals
+from .audit import Sink
+from .channel import Request, Setup
+from .errors import SandboxError, UsageError
+from .profile import Profile
+from .spawn import ExecFailed
+
+PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
+def main() -> NoReturn:
+    """`python -I -c 'from sandbox.worker import main; main()' FD`: serve the caller,
+    whose socket is FD, until it closes it."""
+    control = socket.socket(fileno=int(sys.argv[1]))
+    # Runs get their stdio by descriptor: keep 0, 1 and 2 taken, so that none lands there.
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)
+    # A signal a terminal sends to the caller's process group is for the command and the
+    # caller; this process only serves them (each run's supervisor forwards it as the CLI).
+    signals.block()
+    try:
+        started = _start(control)
+    except Exception as error:
+        control.sendall(channel.line({"error": failure(error)}))
+        os._exit(1)
+    if started is not None:
+        control.sendall(channel.line({"ready": {"package": PACKAGE}}))
+        gc.freeze()  # what every run's child shares stays shared: its collector skips it
+        _serve(control, *started)
+    os._exit(0)
+
+
+def _start(control: socket.socket) -> tuple[Profile, bytes] | None:
+    frame = channel.receive_frame(control)
+    if frame is None:
+        return None
+    payload, fds = frame
+    for fd in fds:
+        os.close(fd)
+    try:
+        setup = _trusted(payload)
+    except Exception as error:  # e.g. a class of the caller's that cannot be imported here
+        raise UsageError(f"cannot hand the profile to the supervisor process: {error}") from None
+    assert isinstance(setup, Setup)
+    return setup.profile, runner.prepare(setup.profile, watch_destinations=True)
+
+
+def _trusted(payload: bytes) -> object:
+    # Unpickling runs what the pickle says, which is safe here because only the caller
+    # can have written it: the frames come from its end of a socket pair it made and
+    # handed to this process alone. Nothing in a sandbox can hold that end. What a
+    # process holding this end writes goes to the caller, who reads JSON lines only;
+    # and this end is closed in each run's child before its command starts (whose spawn
+    # closes every other descriptor too).
+    return pickle.loads(payload)
+
+
+def _serve(control: socket.socket, profile: Profile, program: bytes) -> None:
+    selector = selectors.DefaultSelector()
+    selector.register(control, selectors.EVENT_READ)
+    runs: dict[int, int] = {}  # each run's child still to reap: pid by pidfd
+    while True:
+        for key, _ in selector.select():
+            if key.fileobj is not control:
+                pidfd = key.fd
+                selector.unregister(pidfd)
+                os.waitpid(runs.pop(pidfd), 0)
+                os.close(pidfd)
+                continue
+            frame = channel.receive_frame(control)
+            if frame is None:  # the box was closed (or the caller is gone): end its runs
+                for pidfd, pid in runs.items():
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                return
+            payload, fds = frame
+            try:
+                request = _trusted(payload)
+                assert isinstance(request, Request) and len(fds) == 4
+                pid = os.fork()
+                if pid == 0:
+                    selector.close()
+                    for fd in (control.fileno(), *runs):
+                        os.close(fd)
+                    _run(request, fds, profile, program)
+                pidfd = os.pidfd_open(pid)
+            except Exception as error:
+                if fds:
+                    os.write(fds[0], channel.line({"error": failure(error)}))
+            else:
+                runs[pidfd] = pid
+                selector.register(pidfd, selectors.EVENT_READ)
+            finally:
+                for fd in fds:
+                    os.close(fd)
+
+
+def _run(request: Request, fds: list[int], profile: Profile, program: bytes) -> NoReturn:
+    """One run, in a child of its own: its stdio from the caller's descriptors, its
+    audit records and its end on its channel."""
+    try:
+        link = socket.socket(fileno=fds[0])
+        # First, so that the caller can kill this run, and only it, on a timeout.
+        pidfd = os.pidfd_open(os.getpid())
+        socket.send_fds(link, [channel.line({"pidfd": True})], [pidfd])
+        os.close(pidfd)
+        for target, fd in enumerate(fds[1:]):
+            os.dup2(fd, target)
+            os.close(fd)
+        records = link.makefile("w", encoding="utf-8")
+        reply: dict[str, Any]
+        try:
+            ended = runner.supervise(profile, request.argv, [Sink(records, "json")],
+                                     request.env, request.cwd, watch_destinations=True,
+                                     program=program)
+            reply = {"end": {"status": ended.status, "signal": ended.signal}}
+        except ExecFailed as error:  # as `sockbox run` says it, and its status
+            os.write(2, os.fsencode(f"sockbox: {error}\n"))
+            reply = {"end": {"status": error.status, "signal": None}}
+        except Exception as error:
+            reply = {"error": failure(error)}
+        link.sendall(channel.line(reply))
+    finally:
+        os._exit(0)
+
+
+def failure(error: Exception) -> dict[str, str]:
+    """An error for the caller to raise: a SandboxError as its kind, anything else as
+    the internal error it is."""
+    if isinstance(error, SandboxError):
+        return {"kind": type(error).__name__, "message": str(error)}
+    return {"kind": "SupervisorError", "message": f"internal error: {type(error).__name__}: {error}"}
