@@ -415,6 +415,8 @@ class _Exchange:
         for record in lines:
             if record.get("pidfd") and self.reader.fds:
                 self.pidfd = self.reader.fds.pop(0)
+            if "end" in record or "error" in record:  # its last word
+                self._selector.unregister(self.link)
         self.records += lines
 
     def _write(self) -> None:

@@ -52,9 +52,10 @@ def supervise(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
               env: Mapping[str, str] | None = None, cwd: str | None = None,
               inheritance: Inheritance = Inheritance(),
               observers: Sequence[Callable[[Call], None]] = (), watch_destinations: bool = False,
-              program: bytes | None = None) -> Ended:
+              program: bytes | None = None, forward_signals: bool = True) -> Ended:
     """`run`, telling a death by signal from an exit; `program`: the filter `prepare`
-    built for this profile and `watch_destinations`."""
+    built for this profile and `watch_destinations`; `forward_signals`: pass on those
+    sent to this process (the CLI's; the Python API's supervisors have no one to)."""
     if program is None:
         program = prepare(profile, watch_destinations)
     ours = credentials("self")
@@ -69,7 +70,8 @@ def supervise(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
     spawn.prctl(PR_SET_DUMPABLE, 0)
     supervisor = Supervisor(profile, AuditLog(sinks), child.pid, ours, observers=observers,
                             watch_destinations=watch_destinations)
-    signals.forward(child.pid, lambda: supervisor.tracees)
+    if forward_signals:
+        signals.forward(child.pid, lambda: supervisor.tracees)
     status = supervisor.run()
     died, by_signal = supervisor.main_status, None
     if died is not None and os.WIFSIGNALED(died) and not supervisor.killed_by_rule:

@@ -136,15 +136,22 @@ def _run(request: Request, fds: list[int], profile: Profile, program: bytes) -> 
         records = link.makefile("w", encoding="utf-8")
         reply: dict[str, Any]
         try:
+            # Signals sent to this process are not forwarded: only the caller knows it,
+            # and it ends a run by killing it. A terminal's reach the command directly.
             ended = runner.supervise(profile, request.argv, [Sink(records, "json")],
                                      request.env, request.cwd, watch_destinations=True,
-                                     program=program)
+                                     program=program, forward_signals=False)
             reply = {"end": {"status": ended.status, "signal": ended.signal}}
         except ExecFailed as error:  # as `sockbox run` says it, and its status
             os.write(2, os.fsencode(f"sockbox: {error}\n"))
             reply = {"end": {"status": error.status, "signal": None}}
         except Exception as error:
             reply = {"error": failure(error)}
+        # The run's stdio is let go first, so that the caller sees its output end with
+        # this word, not with this process.
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
         link.sendall(channel.line(reply))
     finally:
         os._exit(0)

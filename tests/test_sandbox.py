@@ -28,15 +28,22 @@ def connect_code(port: int, token: str = "") -> str:
             f"s.sendall(b'ping'); s.recv(4); print({token!r})")
 
 
+PF_EXITING = 0x4  # the kernel's flag for a task on its way out
+
+
 def cannot_run(pid: int) -> bool:
-    """Whether `pid` is gone, dead, or dying: SIGKILL pending, so it never runs again."""
+    """Whether `pid` can never run again: gone, exiting (a zombie, or PF_EXITING), or with
+    SIGKILL pending."""
     try:
-        fields = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                      if ":\t" in line)
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return True
+    state, *_, flags = stat.rpartition(")")[2].split()[:7]
+    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
     pending = int(fields["SigPnd"], 16) | int(fields["ShdPnd"], 16)
-    return fields["State"].startswith(("Z", "X")) or bool(pending & 1 << (signal.SIGKILL - 1))
+    return (state in ("Z", "X") or bool(int(flags) & PF_EXITING)
+            or bool(pending & 1 << (signal.SIGKILL - 1)))
 
 
 def children() -> set[int]:
