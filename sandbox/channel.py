@@ -59,7 +59,8 @@ def send_frame(sock: socket.socket, payload: bytes, fds: Sequence[int] = ()) -> 
     """Send `payload` (what `dumps` made) and `fds`."""
     data = _LENGTH.pack(len(payload)) + payload
     sent = socket.send_fds(sock, [data], list(fds)) if fds else 0
-    sock.sendall(memoryview(data)[sent:])
+    if sent < len(data):  # not even an empty send after: the reader may be gone, done
+        sock.sendall(memoryview(data)[sent:])
 
 
 def receive_frame(sock: socket.socket) -> tuple[bytes, list[int]] | None:

@@ -3,11 +3,11 @@
 It starts as `python -I`, from `/`, with the caller's environment (sandbox/api.py), so
 it imports only the installed sockbox and its dependencies: nothing from a working
 directory, PYTHONPATH or user site-packages, where an earlier sandboxed program could
-have written. It does the start-up work once (imports, the kernel check, the filter),
-then forks one child per run, which spawns and supervises that run's command as
-`sockbox run` does and reports on the run's own channel. One supervisor per run: a
-tracer reaps with waitpid(-1), and the runs must not share processes, records or
-failures.
+have written. It does the start-up work once (imports, the kernel check, the filter);
+each run then gets a child of its own (forked ahead, while the run before goes on),
+which spawns and supervises that run's command as `sockbox run` does and reports on the
+run's own channel. One supervisor per run: a tracer reaps with waitpid(-1), and the runs
+must not share processes, records or failures.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import selectors
 import signal
 import socket
 import sys
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from . import channel, runner, signals
 from .audit import Sink
@@ -81,44 +81,87 @@ def _trusted(payload: bytes) -> object:
     return pickle.loads(payload)
 
 
+class _Spare(NamedTuple):
+    """A child forked ahead of its run (forking is the slow part of starting one),
+    waiting for it on `link`."""
+
+    pidfd: int
+    link: socket.socket
+
+
 def _serve(control: socket.socket, profile: Profile, program: bytes) -> None:
     selector = selectors.DefaultSelector()
     selector.register(control, selectors.EVENT_READ)
-    runs: dict[int, int] = {}  # each run's child still to reap: pid by pidfd
+    children: dict[int, int] = {}  # each child still to reap, the spare among them: pid by pidfd
+
+    def fork_spare() -> _Spare | None:
+        ours, theirs = socket.socketpair()
+        try:
+            pid = os.fork()
+        except OSError:  # the run that needs it is told
+            ours.close()
+            theirs.close()
+            return None
+        if pid == 0:
+            selector.close()
+            for fd in (control.fileno(), ours.fileno(), *children):
+                os.close(fd)
+            _wait_for_run(theirs, profile, program)
+        theirs.close()
+        pidfd = os.pidfd_open(pid)
+        children[pidfd] = pid
+        selector.register(pidfd, selectors.EVENT_READ)
+        return _Spare(pidfd, ours)
+
+    spare = fork_spare()
     while True:
         for key, _ in selector.select():
             if key.fileobj is not control:
-                pidfd = key.fd
-                selector.unregister(pidfd)
-                os.waitpid(runs.pop(pidfd), 0)
-                os.close(pidfd)
+                selector.unregister(key.fd)
+                os.waitpid(children.pop(key.fd), 0)
+                os.close(key.fd)
+                if spare is not None and key.fd == spare.pidfd:
+                    spare.link.close()
+                    spare = None
                 continue
             frame = channel.receive_frame(control)
             if frame is None:  # the box was closed (or the caller is gone): end its runs
-                for pidfd, pid in runs.items():
+                for pidfd, pid in children.items():
                     signal.pidfd_send_signal(pidfd, signal.SIGKILL)
                     os.waitpid(pid, 0)
                 return
             payload, fds = frame
             try:
-                request = _trusted(payload)
-                assert isinstance(request, Request) and len(fds) == 4
-                pid = os.fork()
-                if pid == 0:
-                    selector.close()
-                    for fd in (control.fileno(), *runs):
-                        os.close(fd)
-                    _run(request, fds, profile, program)
-                pidfd = os.pidfd_open(pid)
+                spare = spare or fork_spare()
+                if spare is None:
+                    raise SandboxError("cannot start a supervisor for the run: fork failed")
+                channel.send_frame(spare.link, payload, fds)  # as it came, for the spare
             except Exception as error:
                 if fds:
                     os.write(fds[0], channel.line({"error": failure(error)}))
-            else:
-                runs[pidfd] = pid
-                selector.register(pidfd, selectors.EVENT_READ)
             finally:
                 for fd in fds:
                     os.close(fd)
+                if spare is not None:  # it has its run now (or, broken, ends)
+                    spare.link.close()
+            spare = fork_spare()  # the next run's, while this one runs
+
+
+def _wait_for_run(link: socket.socket, profile: Profile, program: bytes) -> NoReturn:
+    """A spare: wait for the run handed over on `link`, and be its supervisor."""
+    frame = channel.receive_frame(link)
+    if frame is None:  # the box closed before this run came
+        os._exit(0)
+    link.close()
+    payload, fds = frame
+    try:
+        request = _trusted(payload)
+        assert isinstance(request, Request) and len(fds) == 4
+    except Exception as error:
+        if fds:
+            os.write(fds[0], channel.line({"error": failure(error)}))
+        os._exit(0)
+    _run(request, fds, profile, program)
 
 
 def _run(request: Request, fds: list[int], profile: Profile, program: bytes) -> NoReturn:
