@@ -174,10 +174,10 @@ class Sandbox:
         raises (TimeoutExpired, CalledProcessError with check=True, ValueError for
         arguments that do not go together). What differs:
 
-        - `returncode` is what `sockbox run` would exit with, so a command that was not
-          found is 127 and one that cannot be executed 126 (with a line on its stderr),
-          where subprocess raises OSError; a command killed by signal S is -S, as
-          subprocess reports it, but a rule with `action = "kill"` is 137 (128 + SIGKILL).
+        - A command that was not found has `returncode` 127, one that cannot be
+          executed 126 (with a line on its stderr), where subprocess raises OSError. A
+          command killed by signal S has -S, as subprocess reports it; a rule with
+          `action = "kill"` gives 137 (128 + SIGKILL), as `sockbox run` exits.
         - A timeout kills the run's whole sandbox, every process in it, not just the
           command's first process; the run returns (or raises) once none of them can run.
         - The command keeps only stdin, stdout and stderr (no pass_fds); no

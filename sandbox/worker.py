@@ -41,8 +41,8 @@ def main() -> NoReturn:
             os.fstat(fd)
         except OSError:
             os.open(os.devnull, os.O_RDWR)
-    # A signal a terminal sends to the caller's process group is for the command and the
-    # caller; this process only serves them (each run's supervisor forwards it as the CLI).
+    # A signal a terminal sends to the caller's process group reaches the command (and
+    # the caller) directly; this process and the runs' supervisors only serve them.
     signals.block()
     try:
         started = _start(control)
@@ -74,10 +74,11 @@ def _start(control: socket.socket) -> tuple[Profile, bytes] | None:
 def _trusted(payload: bytes) -> object:
     # Unpickling runs what the pickle says, which is safe here because only the caller
     # can have written it: the frames come from its end of a socket pair it made and
-    # handed to this process alone. Nothing in a sandbox can hold that end. What a
-    # process holding this end writes goes to the caller, who reads JSON lines only;
-    # and this end is closed in each run's child before its command starts (whose spawn
-    # closes every other descriptor too).
+    # handed to this process alone (and, passed on as they came, from this process to a
+    # spare over a pair of its own). Nothing in a sandbox can hold the sending ends.
+    # What a process holding a receiving end writes goes the other way, to the caller,
+    # who reads JSON lines only; and a run's child closes both before its command
+    # starts (whose spawn closes every other descriptor too).
     return pickle.loads(payload)
 
 
