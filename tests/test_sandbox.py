@@ -211,3 +211,22 @@ def test_a_box_serves_the_process_that_made_it():
         _, status = os.waitpid(pid, 0)
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
         assert box.run(["true"]).returncode == 0
+
+
+def test_ctrl_c_in_the_caller_kills_the_runs_sandbox(tmp_path):
+    pidfile = tmp_path / "pid"
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        with sandbox.Sandbox() as box:
+            signal.setitimer(signal.ITIMER_REAL, 1.5)
+            with pytest.raises(KeyboardInterrupt):
+                box.run(["sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait"])
+            assert cannot_run(int(pidfile.read_text()))
+            assert box.run(["true"]).returncode == 0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
