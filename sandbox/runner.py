@@ -29,10 +29,29 @@ def run(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
 
     Raises SandboxError (nothing was run) or spawn.ExecFailed (status 126/127).
     """
+    return supervise(profile, argv, sinks, env, cwd, inheritance, observers, watch_destinations)
+
+
+def prepare(profile: Profile, watch_destinations: bool = False) -> bytes:
+    """The start-up work: check the kernel, build the filter (which a warm sandbox does
+    once for many runs)."""
     check_kernel()
+    return filter.build(profile, watch_credentials=credentials("self").privileged,
+                        watch_destinations=watch_destinations)
+
+
+def supervise(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
+              env: Mapping[str, str] | None = None, cwd: str | None = None,
+              inheritance: Inheritance = Inheritance(),
+              observers: Sequence[Callable[[Call], None]] = (), watch_destinations: bool = False,
+              program: bytes | None = None, forward_signals: bool = True) -> int:
+    """`run`, with `program`: the filter `prepare` built for this profile and
+    `watch_destinations`; `forward_signals`: pass on those sent to this process (the
+    CLI's; the Python API's supervisors have no one to). A death by signal is a
+    signals.DiedBySignal status."""
+    if program is None:
+        program = prepare(profile, watch_destinations)
     ours = credentials("self")
-    program = filter.build(profile, watch_credentials=ours.privileged,
-                           watch_destinations=watch_destinations)
     # Orphans of the command are reparented to us, so that we can reap them.
     spawn.prctl(spawn.PR_SET_CHILD_SUBREAPER, 1)
     domain = Domain.for_profile(profile.filesystem, profile.process, profile.source, cwd)
@@ -49,7 +68,8 @@ def run(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
     spawn.prctl(PR_SET_DUMPABLE, 0)
     supervisor = Supervisor(profile, AuditLog(sinks), child.pid, ours, observers=observers,
                             watch_destinations=watch_destinations, domain=domain)
-    signals.forward(child.pid, lambda: supervisor.tracees)
+    if forward_signals:
+        signals.forward(child.pid, lambda: supervisor.tracees)
     return supervisor.run()
 
 
