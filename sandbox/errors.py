@@ -57,3 +57,12 @@ class Malformed(TraceeError):
 
 class TraceeGone(TraceeError):
     """The tracee vanished (or left its stop) under the supervisor; waitpid reports it."""
+
+
+class NeedDescriptor(TraceeError):
+    """The stopped call needs a copy of the tracee's descriptor `fd`, which the tracee
+    must hand over first (handover.py); the call runs again once it has."""
+
+    def __init__(self, fd: int):
+        super().__init__(f"fd {fd} must be handed over")
+        self.fd = fd

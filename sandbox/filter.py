@@ -43,6 +43,7 @@ def RET_ERRNO(number: int) -> int:
 
 CLONE_UNTRACED = 0x00800000
 TIOCSTI, TIOCLINUX = 0x5412, 0x541C
+F_SETFD = 2
 PR_SET_DUMPABLE = 4
 SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
@@ -53,22 +54,30 @@ SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
 
 @dataclass(frozen=True)
 class Test:
-    """A 32-bit word of seccomp_data, optionally masked, is (or is not) one of `values`."""
+    """A 32-bit word of seccomp_data, optionally masked, is (or is not) one of `values`;
+    or, with `values` empty, lies within `within` (inclusive, unsigned)."""
 
     offset: int
     values: frozenset[int]
     mask: int | None = None
     negate: bool = False
     text: str = ""  # for `sockbox show`
+    within: tuple[int, int] | None = None
 
     def holds(self, word: int) -> bool:
         value = word & self.mask if self.mask is not None else word
+        if self.within is not None:
+            return self.within[0] <= value <= self.within[1]
         return (value in self.values) != self.negate
 
 
 def arg_is(index: int, values: Iterable[int], text: str, mask: int | None = None,
            negate: bool = False) -> Test:
     return Test(bpf.off_arg_low(index), frozenset(values), mask, negate, text)
+
+
+def arg_within(index: int, low: int, high: int, text: str) -> Test:
+    return Test(bpf.off_arg_low(index), frozenset(), text=text, within=(low, high))
 
 
 def pointer_is_null(abi: Abi, index: int, name: str) -> tuple[Test, ...]:
@@ -183,17 +192,53 @@ class AbiPlan:
     syscalls: list[SyscallPlan]
 
 
-def plan(profile: Profile, watch_credentials: bool = False,
-         watch_destinations: bool = False) -> list[AbiPlan]:
-    """The filter's plan. `watch_credentials`: stop at every syscall that can change a
-    process's credentials, so that a privileged supervisor can keep them cached.
-    `watch_destinations`: stop at every call that names a destination, so that the
-    supervisor sees them all (the Python API's `Result.destinations`)."""
+@dataclass(frozen=True)
+class Supervision:
+    """What the supervisor needs of the filter beyond the profile's rules."""
+
+    # Stop at every syscall that can change a process's credentials, so that a
+    # privileged supervisor can keep them cached.
+    credentials: bool = False
+    # Stop at every call that names a destination, so that the supervisor sees them all
+    # (the Python API's Result.destinations).
+    destinations: bool = False
+    # The descriptor on which tracees hand theirs over where pidfd_getfd is refused
+    # (handover.py): kept open, and the handover's own sendmsg let through.
+    channel: int | None = None
+
+
+def plan(profile: Profile, supervision: Supervision = Supervision()) -> list[AbiPlan]:
+    """The filter's plan."""
     counted = profile.process.processes is not None
-    return [AbiPlan(abi, [*_hardening(abi, counted), *_socket_plans(profile, abi, watch_destinations),
+    return [AbiPlan(abi, [*_hardening(abi, counted),
+                          *(_channel_keeping(abi, supervision.channel) if supervision.channel is not None else []),
+                          *_socket_plans(profile, abi, supervision),
                           *(_fork_watch(abi) if counted else []),
-                          *(_credential_watch(abi) if watch_credentials else [])])
+                          *(_credential_watch(abi) if supervision.credentials else [])])
             for abi in Abi]
+
+
+def _channel_keeping(abi: Abi, channel: int) -> list[SyscallPlan]:
+    """The handover channel stays what it is for the whole sandbox: a program cannot
+    close it (it seems to), put another file in its place, mark it close-on-exec (it
+    seems to), or close it with others (close_range says ENOSYS: the C library and
+    CPython then close descriptors one by one)."""
+    on_channel = arg_is(0, {channel}, f"fd == {channel}")
+    keep = "the handover channel stays open (pidfd_getfd is refused here)"
+    plans = []
+    for name, tests, action in (
+            ("close", (on_channel,), RET_ERRNO(0)),
+            ("dup2", (arg_is(1, {channel}, f"newfd == {channel}"),), RET_ERRNO(errno.EBADF)),
+            ("dup3", (arg_is(1, {channel}, f"newfd == {channel}"),), RET_ERRNO(errno.EBADF)),
+            ("fcntl", (on_channel, arg_is(1, {F_SETFD}, "cmd == F_SETFD")), RET_ERRNO(0)),
+            ("fcntl64", (on_channel, arg_is(1, {F_SETFD}, "cmd == F_SETFD")), RET_ERRNO(0)),
+            ("close_range", (arg_within(0, 0, channel, f"first <= {channel}"),
+                             arg_within(1, channel, 0xFFFFFFFF, f"last >= {channel}")), RET_ERRNO(errno.ENOSYS))):
+        nr = syscall_number(abi, name)
+        if nr is not None:
+            plans.append(SyscallPlan(nr, name, [ShapePlan((), Shape(name), [
+                Clause(tests, action, keep), Clause((), RET_ALLOW, "otherwise allowed")])]))
+    return plans
 
 
 _COUNTED = "makes a task: the supervisor counts it against `processes` (EAGAIN beyond)"
@@ -211,18 +256,39 @@ def _credential_watch(abi: Abi) -> list[SyscallPlan]:
             for name, nr in credential_syscalls(abi)]
 
 
-def _socket_plans(profile: Profile, abi: Abi, watch_destinations: bool) -> list[SyscallPlan]:
-    compiler = _RuleCompiler(profile, watch_destinations)
+def _socket_plans(profile: Profile, abi: Abi, supervision: Supervision) -> list[SyscallPlan]:
+    compiler = _RuleCompiler(profile, supervision.destinations)
     plans = []
     for syscall in socket_syscalls(abi):
         shape_plans = [ShapePlan(guard, shape, compiler.clauses(shape))
                        for guard, shape in shapes(syscall)]
+        if supervision.channel is not None:
+            shape_plans[:0] = _on_the_channel(syscall, supervision.channel)
         if syscall.call == SOCKETCALL:
             no_such = Shape(SOCKETCALL, text="no such subcall")
             shape_plans.append(ShapePlan((), no_such, [
                 Clause((), RET_ALLOW, "no such subcall: the kernel returns EINVAL")]))
         plans.append(SyscallPlan(syscall.nr, syscall.call, shape_plans))
     return plans
+
+
+def _on_the_channel(syscall: SocketSyscall, channel: int) -> list[ShapePlan]:
+    """The handover's sendmsg on the channel passes whatever the profile says (a
+    program's own, on it, reaches only the supervisor); a shutdown of it seems to work.
+    socketcall's shutdown, whose descriptor is in memory, stops for the supervisor to
+    tell."""
+    on_channel = (arg_is(0, {channel}, f"fd == {channel}"),)
+    if syscall.call == "sendmsg":
+        return [ShapePlan(on_channel, Shape("sendmsg", text="the handover channel"), [
+            Clause((), RET_ALLOW, "the handover channel: only the supervisor reads it")])]
+    if syscall.call == "shutdown":
+        return [ShapePlan(on_channel, Shape("shutdown", text="the handover channel"), [
+            Clause((), RET_ERRNO(0), "the handover channel stays open")])]
+    if syscall.call == SOCKETCALL:
+        subcall = (arg_is(0, {subcall_number("shutdown")}, "call == SYS_SHUTDOWN"),)
+        return [ShapePlan(subcall, Shape("shutdown", text="the channel's, maybe"), [
+            Clause((), RET_TRACE, "its descriptor may be the handover channel's")])]
+    return []
 
 
 def _hardening(abi: Abi, counted: bool = False) -> list[SyscallPlan]:
@@ -403,9 +469,8 @@ def assemble(plans: Sequence[AbiPlan]) -> list[bpf.Insn]:
     return asm.assemble()
 
 
-def build(profile: Profile, watch_credentials: bool = False,
-          watch_destinations: bool = False) -> bytes:
-    return bpf.encode(assemble(plan(profile, watch_credentials, watch_destinations)))
+def build(profile: Profile, supervision: Supervision = Supervision()) -> bytes:
+    return bpf.encode(assemble(plan(profile, supervision)))
 
 
 def _emit_abi(asm: bpf.Assembler, abi_plan: AbiPlan) -> None:
@@ -472,6 +537,13 @@ def _emit_tests(asm: bpf.Assembler, tests: Conjunction, miss: bpf.Label) -> None
             if test.mask is not None:
                 asm.and_(test.mask)
             loaded = (test.offset, test.mask)
+        if test.within is not None:
+            low, high = test.within
+            if low > 0:
+                asm.jump(bpf.JMP_JGE_K, low, false=miss)
+            if high < 0xFFFFFFFF:
+                asm.jump(bpf.JMP_JGT_K, high, true=miss)
+            continue
         values = sorted(test.values)
         if test.negate:
             for value in values:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
-from . import _ptrace, filter, landlock, signals, spawn
+from . import _ptrace, filter, handover, landlock, procfs, signals, spawn
 from .audit import AuditLog, Sink
 from .domain import Domain
-from .errors import Malformed, UnsupportedKernel
+from .errors import Malformed, UnsupportedKernel, UsageError
+from .filter import Supervision
 from .profile import Profile
 from .rules import Call
 from .spawn import Inheritance
@@ -32,42 +33,60 @@ def run(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
     return supervise(profile, argv, sinks, env, cwd, inheritance, observers, watch_destinations)
 
 
-def prepare(profile: Profile, watch_destinations: bool = False) -> bytes:
+class Prepared(NamedTuple):
+    """The start-up work for a profile: the filter, and the descriptor the tracees hand
+    theirs over on where pidfd_getfd is refused (None where it is not)."""
+
+    program: bytes
+    channel: int | None
+
+
+def prepare(profile: Profile, watch_destinations: bool = False) -> Prepared:
     """The start-up work: check the kernel, build the filter (which a warm sandbox does
     once for many runs)."""
-    check_kernel()
-    return filter.build(profile, watch_credentials=credentials("self").privileged,
-                        watch_destinations=watch_destinations)
+    pidfd_getfd = check_kernel()
+    channel = None if pidfd_getfd else handover.number()
+    supervision = Supervision(credentials=credentials("self").privileged,
+                              destinations=watch_destinations, channel=channel)
+    return Prepared(filter.build(profile, supervision), channel)
 
 
 def supervise(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
               env: Mapping[str, str] | None = None, cwd: str | None = None,
               inheritance: Inheritance = Inheritance(),
               observers: Sequence[Callable[[Call], None]] = (), watch_destinations: bool = False,
-              program: bytes | None = None, forward_signals: bool = True) -> int:
-    """`run`, with `program`: the filter `prepare` built for this profile and
+              prepared: Prepared | None = None, forward_signals: bool = True) -> int:
+    """`run`, with `prepared`: what `prepare` did for this profile and
     `watch_destinations`; `forward_signals`: pass on those sent to this process (the
     CLI's; the Python API's supervisors have no one to). A death by signal is a
     signals.DiedBySignal status."""
-    if program is None:
-        program = prepare(profile, watch_destinations)
+    if prepared is None:
+        prepared = prepare(profile, watch_destinations)
+    if prepared.channel is not None and prepared.channel in inheritance.descriptors():
+        raise UsageError(f"descriptor {prepared.channel} is the one sockbox hands descriptors "
+                         "over on here (pidfd_getfd is refused): it cannot be kept")
+    channel = handover.Channel() if prepared.channel is not None else None
     ours = credentials("self")
     # Orphans of the command are reparented to us, so that we can reap them.
     spawn.prctl(spawn.PR_SET_CHILD_SUBREAPER, 1)
     domain = Domain.for_profile(profile.filesystem, profile.process, profile.source, cwd)
     signals.block()
     try:
-        child = spawn.spawn(argv, program, env, cwd, inheritance, domain, profile.process)
+        child = spawn.spawn(argv, prepared.program, env, cwd, inheritance, domain, profile.process,
+                            channel)
     finally:
         if domain is not None:
             domain.close()
+        if channel is not None:
+            channel.placed()
     # Processes in the sandbox run as our user; they must not be able to read or write
     # the supervisor's memory, which being non-dumpable forbids. Only after the fork:
     # the child would inherit it, and an unprivileged tracer cannot seize a
     # non-dumpable process.
     spawn.prctl(PR_SET_DUMPABLE, 0)
     supervisor = Supervisor(profile, AuditLog(sinks), child.pid, ours, observers=observers,
-                            watch_destinations=watch_destinations, domain=domain)
+                            watch_destinations=watch_destinations, domain=domain,
+                            channel=channel)
     if forward_signals:
         signals.forward(child.pid, lambda: supervisor.tracees)
     return supervisor.run()
@@ -85,17 +104,26 @@ def inheritance_from(keep_fds: Sequence[int], environ: Mapping[str, str]) -> Inh
     return Inheritance(tuple(keep_fds), listen_fds)
 
 
-def check_kernel() -> None:
-    """Refuse to start where the kernel lacks what the defences rely on."""
+def check_kernel() -> bool:
+    """Refuse to start where the kernel lacks what the defences rely on; and say whether
+    pidfd_getfd works (where it does not, tracees hand descriptors over themselves)."""
+    tracer = int(procfs.status("self").get("TracerPid", "0"))
+    if tracer:
+        raise UnsupportedKernel(f"sockbox is itself traced (by process {tracer}: another sockbox, "
+                                "a debugger or strace), and a traced process cannot trace its "
+                                "command: sandboxes do not nest")
     filter.check_kernel()
     try:
         pidfd = _ptrace.pidfd_open(os.getpid())
         try:
             os.close(_ptrace.pidfd_getfd(pidfd, pidfd))
+            pidfd_getfd = True
+        except OSError:  # refused (EPERM: Docker's, containerd's seccomp), or missing (ENOSYS)
+            pidfd_getfd = False
         finally:
             os.close(pidfd)
     except OSError as error:
-        raise UnsupportedKernel(_missing("pidfd_getfd", error.errno)) from None
+        raise UnsupportedKernel(_missing("pidfd_open", error.errno)) from None
     try:
         os.close(openat2(-100, b"/", O_PATH, 0))  # AT_FDCWD
     except Malformed as error:
@@ -105,6 +133,7 @@ def check_kernel() -> None:
             "neither Landlock (Linux 5.13, lsm=landlock) nor Yama ptrace_scope >= 1 is "
             "available, so a sandboxed process could write into the memory of this user's "
             "other processes")
+    return pidfd_getfd
 
 
 def _yama_scope() -> int:

@@ -18,6 +18,7 @@ from . import _ptrace, filter
 from .abi import Abi, syscall_number
 from .confine import Process
 from .domain import Domain
+from .handover import Channel
 from .errors import SandboxError, UnsupportedKernel
 
 PR_SET_NO_NEW_PRIVS = 38
@@ -71,7 +72,8 @@ def prctl(option: int, value: int, arg3: int = 0) -> None:
 
 def spawn(argv: Sequence[str], program: bytes, env: Mapping[str, str] | None = None,
           cwd: str | None = None, inheritance: Inheritance = Inheritance(),
-          domain: Domain | None = None, limits: Process = Process()) -> Child:
+          domain: Domain | None = None, limits: Process = Process(),
+          channel: Channel | None = None) -> Child:
     """Fork the command under ptrace and the filter, in `domain`, with the
     per-process `limits`. Returns once it has exec'd (its exec event is then waiting
     for the supervisor); raises ExecFailed otherwise."""
@@ -79,7 +81,7 @@ def spawn(argv: Sequence[str], program: bytes, env: Mapping[str, str] | None = N
     report_read, report_write = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, reported through the pipe
-        _child(argv, program, env, cwd, inheritance, domain, limits, go_read, go_write,
+        _child(argv, program, env, cwd, inheritance, domain, limits, channel, go_read, go_write,
                report_read, report_write)
     os.close(go_read)
     os.close(report_write)
@@ -124,8 +126,9 @@ def _seize_and_probe(pid: int) -> None:
 
 
 def _child(argv: Sequence[str], program: bytes, env: Mapping[str, str] | None, cwd: str | None,
-           inheritance: Inheritance, domain: Domain | None, limits: Process, go_read: int,
-           go_write: int, report_read: int, report_write: int) -> None:
+           inheritance: Inheritance, domain: Domain | None, limits: Process,
+           channel: Channel | None, go_read: int, go_write: int, report_read: int,
+           report_write: int) -> None:
     stage = "startup"
     try:
         os.close(go_write)
@@ -140,7 +143,10 @@ def _child(argv: Sequence[str], program: bytes, env: Mapping[str, str] | None, c
         if cwd is not None:
             os.chdir(cwd)
         ruleset = {domain.ruleset} if domain is not None else set()
-        _close_fds_except({0, 1, 2, report_write, *ruleset, *inheritance.descriptors()})
+        if channel is not None:
+            channel.place()
+        kept = {channel.number} if channel is not None else set()
+        _close_fds_except({0, 1, 2, report_write, *ruleset, *kept, *inheritance.descriptors()})
         environment = dict(os.environ if env is None else env)
         if inheritance.listen_fds:
             environment["LISTEN_PID"] = str(os.getpid())

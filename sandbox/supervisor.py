@@ -16,17 +16,17 @@ import signal
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
-from . import _fastpath, _ptrace, procfs
+from . import _fastpath, _ptrace, handover, procfs
 from .abi import (SOCKETCALL, Abi, Via, abi_of, changes_credentials, identify, makes_task,
                   socket_syscalls, socketcall_nargs, subcall_name, syscall_number)
 from .audit import AuditLog, Event, make_event
-from .calls import Subject, describe
+from .calls import Subject, describe, int32
 from .decode import Unix, decode_words
 from .domain import Domain
 from .emulate import RETRY_NS, Breach, Done, Outcome, Wait, emulate, needs_emulation, wait_for
-from .errors import Malformed, SandboxError, SupervisorError, TraceeGone
+from .errors import Malformed, NeedDescriptor, SandboxError, SupervisorError, TraceeGone
 from .filter import DESTINATION_CALLS
 from .impersonate import emulate_as
 from .names import AF_INET, AF_INET6, SOCK_DGRAM, SOCK_TYPE_MASK, SUBCALLS
@@ -34,7 +34,7 @@ from .processes import ProcessCount
 from .profile import Profile
 from .rules import Action, Call, Verdict, needs_socket
 from .signals import DiedBySignal
-from .tracee import Credentials, StopContext, ThreadState, Waiting
+from .tracee import Credentials, Handing, StopContext, ThreadState, Waiting
 
 _GROUP_STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
 _FORK_EVENTS = {_ptrace.PTRACE_EVENT_FORK, _ptrace.PTRACE_EVENT_VFORK, _ptrace.PTRACE_EVENT_CLONE}
@@ -87,6 +87,8 @@ class Supervisor:
     watch_destinations: bool = False
     # The command's Landlock domain, which calls performed here outside it must keep to.
     domain: Domain | None = None
+    # Where pidfd_getfd is refused: the channel tracees hand their descriptors over on.
+    channel: handover.Channel | None = None
     stops: int = 0  # seccomp stops: each time a socket call waited for the supervisor
 
     def __post_init__(self) -> None:
@@ -98,6 +100,9 @@ class Supervisor:
         self._filed_count = 0
         self._fast = _fastpath.Server(self.threads, served_in_c())
         self._destinations: dict[tuple[object, ...], Event] = {}
+        # A low page of each thread group's, mapped for handovers from int $0x80 calls of
+        # 64-bit programs, whose stack is beyond their reach.
+        self._low_scratch: dict[int, int] = {}
         self.processes = ProcessCount(self.profile.process.processes, self.main_pid)
 
     # -- the loop ---------------------------------------------------------------------------
@@ -173,6 +178,7 @@ class Supervisor:
                 self.forget(former)
             if pid in self.threads:
                 self.threads[pid].forget_image()
+            self._low_scratch.pop(pid, None)  # another memory now
             _ptrace.cont(pid)
         elif event == _ptrace.PTRACE_EVENT_STOP:
             if stop_signal in _GROUP_STOP_SIGNALS:
@@ -215,14 +221,18 @@ class Supervisor:
                 thread.forget_credentials()
             _ptrace.cont(tid)
             return
-        quiet = thread.running_again == (info.instruction_pointer, info.nr)
+        call_at = (info.instruction_pointer, info.nr)
+        quiet = thread.running_again == call_at
         thread.running_again = None
         if not quiet:
             thread.give_up_at = None  # a call of its own, not one running again
+        if thread.handed_for != call_at:  # not the call that ran again after a handover
+            thread.forget_handed()
         args = info.args  # masked to the ABI's word by describe()
         name, via = syscall.call, Via.DIRECT
         memory = _ptrace.TraceeMemory(tid)
-        stop = StopContext(tid, thread)
+        stop = StopContext(tid, thread, handed_over=self.channel is not None, call=call_at)
+        recorded = quiet
         try:
             if name == SOCKETCALL:
                 name, via = subcall_name(args[0] & abi.word_mask), Via.SOCKETCALL
@@ -230,6 +240,8 @@ class Supervisor:
                     _ptrace.cont(tid)  # the kernel refuses an unknown subcall with EINVAL
                     return
                 args = decode_words(memory.read(args[1] & abi.word_mask, 4 * socketcall_nargs(name)))
+                if self.keeps_the_channel(tid, name, args):
+                    return
             subjects = describe(name, abi, args, memory, stop, self._needs_socket[name])
             subject, verdict = self.judge(subjects)
             self.file(subject, verdict)
@@ -242,13 +254,105 @@ class Supervisor:
                 self.audit.record(make_event(subject, verdict, tid, abi.value, via.value), subject)
             if self.watch_destinations and name in DESTINATION_CALLS:
                 self.note_destinations(subjects, verdict, tid, abi, via)
+            recorded = True
             self.apply(tid, verdict, subjects, abi, via, memory, stop)
             self.choose_server(stop)
+        except NeedDescriptor as need:
+            # Running again once the descriptor is handed over; judged again, not
+            # recorded again where it was.
+            thread.running_again = call_at if recorded else None
+            self.hand_over(tid, thread, abi, need.fd, memory)
+            stop.close()
+            return
         except Malformed as error:
             _ptrace.fail_syscall(tid, error.errno)
             _ptrace.cont(tid)
         finally:
             stop.close()
+        thread.forget_handed()
+
+    # -- descriptors handed over, where pidfd_getfd is refused (handover.py) ----------------
+
+    def keeps_the_channel(self, tid: int, name: str, args: tuple[int, ...]) -> bool:
+        """A socketcall shutdown of the handover channel seems to work (the filter has
+        the direct one seem to)."""
+        if self.channel is None or name != "shutdown" or int32(args[0]) != self.channel.number:
+            return False
+        _ptrace.set_result(tid, 0)
+        _ptrace.cont(tid)
+        return True
+
+    def hand_over(self, tid: int, thread: ThreadState, abi: Abi, fd: int,
+                  memory: _ptrace.TraceeMemory) -> None:
+        """Make the stopped thread run, in place of its call, the sendmsg that hands
+        descriptor `fd` over (handover.request); `handed` takes it at the syscall's exit."""
+        assert self.channel is not None
+        original = _ptrace.registers(tid)
+        tries = thread.handing_tries + 1 if thread.handed_for == (original.rip, original.orig_rax) else 1
+        scratch = handover.scratch_below(original.rsp, abi.word_mask)
+        if scratch is None:  # int $0x80 from a 64-bit program: its stack is out of reach
+            scratch = self._low_scratch.get(procfs.thread_group(tid))
+        if scratch is None:
+            self.inject(tid, thread, Handing(fd, original, tries, mapping=True),
+                        handover.mapping_request())
+            return
+        request = handover.request(abi, self.channel.number, fd, scratch)
+        try:
+            memory.write(request.at, request.memory)
+        except Malformed as error:
+            thread.unhanded[fd] = error.errno
+            self.run_again(tid, thread, original, skipping=True)
+            return
+        self.inject(tid, thread, Handing(fd, original, tries), request)
+
+    def inject(self, tid: int, thread: ThreadState, handing: Handing,
+               request: handover.Request) -> None:
+        """At a seccomp stop: the thread runs `request`'s syscall in place of its call."""
+        regs = _ptrace.copy_registers(handing.original)
+        regs.orig_rax = request.nr
+        for register, value in zip(_ARGUMENT_REGISTERS[request.abi], request.args):
+            setattr(regs, register, value)
+        _ptrace.set_registers(tid, regs)
+        thread.handing = handing
+        _ptrace.cont_to_syscall_exit(tid)
+
+    def handed(self, tid: int, thread: ThreadState) -> None:
+        """At the exit of the injected syscall: keep the low page it mapped, or take the
+        descriptor it handed over; then run the stopped call again, which now finds it
+        (or the errno the descriptor gets)."""
+        assert self.channel is not None and thread.handing is not None
+        handing, thread.handing = thread.handing, None
+        result = _signed(_ptrace.registers(tid).rax)
+        if handing.mapping:
+            if result >= 0:
+                self._low_scratch[procfs.thread_group(tid)] = result
+            else:
+                thread.unhanded[handing.fd] = -result
+            self.run_again(tid, thread, handing.original)
+            return
+        copy = self.channel.receive(tid, handing.fd) if result >= 0 else None
+        if copy is not None:
+            thread.handed[handing.fd] = copy
+        else:
+            err = -result if result < 0 else errno.ESTALE  # nothing of it arrived: swapped meanwhile
+            if handover.given_up(handing.tries, err):
+                thread.unhanded[handing.fd] = errno.EBADF if err == errno.ESTALE else err
+            thread.handing_tries = handing.tries
+        self.run_again(tid, thread, handing.original)
+
+    def run_again(self, tid: int, thread: ThreadState, original: Any, skipping: bool = False) -> None:
+        """Back to where the thread stopped, its call made again (to stop again here).
+        `skipping`: the thread is at the call's seccomp stop, so the kernel must not
+        make the call now (it returns the call's number instead, which is where the
+        call starts again); else it is at the exit of an injected syscall."""
+        regs = _ptrace.copy_registers(original)
+        regs.rax = original.orig_rax
+        regs.rip = original.rip - 2  # syscall, sysenter's landing and int $0x80: 2 bytes
+        if skipping:
+            regs.orig_rax = 0xFFFFFFFFFFFFFFFF
+        thread.handed_for = (original.rip, original.orig_rax)
+        _ptrace.set_registers(tid, regs)
+        _ptrace.cont(tid)
 
     def on_fork(self, tid: int) -> None:
         """A fork, vfork or clone, which stops where `processes` is set (processes.py)."""
@@ -435,6 +539,9 @@ class Supervisor:
     def on_syscall_exit(self, tid: int) -> None:
         self.processes.returned(tid)
         thread = self.threads.get(tid)
+        if thread is not None and thread.handing is not None:
+            self.handed(tid, thread)
+            return
         if thread is not None and thread.rewritten is not None:
             _ptrace.restore_after_rewrite(tid, thread.rewritten)
             thread.rewritten = None
@@ -445,8 +552,7 @@ class Supervisor:
         _ptrace.cont(tid)
 
     def end_wait(self, tid: int, thread: ThreadState, waiting: Waiting) -> None:
-        result = _ptrace.registers(tid).rax
-        result = result - (1 << 64) if result >= 1 << 63 else result
+        result = _signed(_ptrace.registers(tid).rax)
         regs = _ptrace.copy_registers(waiting.original)
         if result == 0 and waiting.wait.timed_out is not None:
             regs.rax = waiting.wait.timed_out & 0xFFFFFFFFFFFFFFFF
@@ -501,6 +607,11 @@ def _ignores(tid: int, signal_number: int) -> bool:
         return False
     ignored = procfs.signal_mask(fields, "SigIgn") | (_IGNORED_BY_DEFAULT & ~procfs.signal_mask(fields, "SigCgt"))
     return bool(ignored & 1 << (signal_number - 1))
+
+
+def _signed(register: int) -> int:
+    """A syscall's result as the register holds it, as a signed number (-errno)."""
+    return register - (1 << 64) if register >= 1 << 63 else register
 
 
 def _exit_status(status: int | None) -> int:

@@ -15,12 +15,11 @@ import errno
 import functools
 import os
 import re
-import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _ptrace, libc, procfs
-from .errors import Malformed, TraceeGone
+from .errors import Malformed, NeedDescriptor, TraceeGone
 
 if TYPE_CHECKING:
     from .emulate import Wait
@@ -59,7 +58,7 @@ class UnixTarget:
     fd: int
     name: bytes | None = None
     missing: bool = False  # resolves to nothing: `fd` is a directory that holds nothing
-    # For bind: a directory from which the kernel, handed the path as the tracee wrote
+    missing: bool = False  # resolves to nothing: `fd` is a directory that never holds "missing"
     # it, starts where the judging started (its working directory, or its root, when
     # that root is ours). None where only the handles reach what was judged.
     written_from: int | None = None
@@ -67,7 +66,7 @@ class UnixTarget:
     @property
     def sun_path(self) -> bytes:
         """What connect and send hand the kernel: the handle, through /proc/self/fd; or
-        a name in an empty directory, which the kernel finds missing where it looks."""
+        "missing" in a directory that never holds it, which the kernel finds missing."""
         return b"/proc/self/fd/%d" % self.fd + (b"/missing" if self.missing else b"")
 
 
@@ -109,6 +108,18 @@ class Waiting:
 
 
 @dataclass
+class Handing:
+    """A thread running the sendmsg that hands descriptor `fd` over (or, `mapping`, the
+    mmap of a low page to write that sendmsg's structures in), and the registers of
+    the call it interrupted, which runs again after it."""
+
+    fd: int
+    original: Any
+    tries: int = 1
+    mapping: bool = False
+
+
+@dataclass
 class ThreadState:
     """What the supervisor keeps about one tracee thread from one stop to the next.
     _fastpath.c reads `pidfd` and `verdicts` by these names."""
@@ -132,6 +143,23 @@ class ThreadState:
     running_again: tuple[int, int] | None = None
     # When a call that waits and runs again gives up (SO_SNDTIMEO), in monotonic ns.
     give_up_at: int | None = None
+    # Where pidfd_getfd is refused (handover.py): the copies of descriptors the thread
+    # handed over, and the errno of those it could not, for the call at `handed_for`
+    # (where it is and its number), good for its next stop only, where it runs again;
+    # the handover under way.
+    handed: dict[int, int] = field(default_factory=dict)
+    unhanded: dict[int, int] = field(default_factory=dict)
+    handed_for: tuple[int, int] | None = None
+    handing: Handing | None = None
+    handing_tries: int = 0  # of the handover for the call at `handed_for`
+
+    def forget_handed(self) -> None:
+        for copy in self.handed.values():
+            os.close(copy)
+        self.handed.clear()
+        self.unhanded.clear()
+        self.handed_for = None
+        self.handing_tries = 0
 
     def forget_image(self) -> None:
         """After exec: another executable, recomputed capabilities, maybe another tid."""
@@ -148,14 +176,20 @@ class ThreadState:
         if self.pidfd is not None:
             os.close(self.pidfd)
             self.pidfd = None
+        self.forget_handed()
 
 
 class StopContext:
     """One stop of one tracee thread. Implements calls.Process; close() when done."""
 
-    def __init__(self, tid: int, thread: ThreadState):
+    def __init__(self, tid: int, thread: ThreadState, handed_over: bool = False,
+                 call: tuple[int, int] | None = None):
         self.tid = tid
         self.thread = thread
+        # Descriptors come handed over by the tracee (handover.py), for this call
+        # (where it is and its number), rather than taken with pidfd_getfd.
+        self.handed_over = handed_over
+        self.call = call
         self._sockets: dict[int, SocketCopy] = {}
         self._descriptors: dict[int, int] = {}
         self._starts: dict[str, int] = {}  # the tracee's root and working directory
@@ -199,6 +233,8 @@ class StopContext:
         return self._descriptors[fd]
 
     def _copy_descriptor(self, fd: int) -> int:
+        if self.handed_over:
+            return self._handed(fd)
         pidfd = self._thread_pidfd()
         try:
             copy = self._keep(_ptrace.pidfd_getfd(pidfd, fd))
@@ -207,6 +243,16 @@ class StopContext:
         if self.thread.pidfd_is_the_group:
             self._check_same_file(fd, copy)
         return copy
+
+    def _handed(self, fd: int) -> int:
+        """The copy of `fd` the thread handed over for this call, or NeedDescriptor."""
+        thread = self.thread
+        if thread.handed_for == self.call:
+            if fd in thread.unhanded:
+                raise Malformed(thread.unhanded[fd], f"fd {fd}")
+            if fd in thread.handed:
+                return thread.handed[fd]  # the thread's: closed once this stop is done
+        raise NeedDescriptor(fd)
 
     def _thread_pidfd(self) -> int:
         thread = self.thread
@@ -356,8 +402,7 @@ class StopContext:
 
 @functools.cache
 def _nowhere() -> int:
-    """A directory that holds nothing and never will (it is deleted), as a handle."""
-    path = tempfile.mkdtemp(prefix="sockbox-nowhere-")
-    fd = os.open(path, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    os.rmdir(path)
-    return fd
+    """A directory that holds no "missing" and never will, as a handle: this process's
+    /proc fdinfo, whose entries are numbers the kernel makes (and nothing writable is
+    needed, as in a container whose files are all read-only)."""
+    return os.open("/proc/self/fdinfo", O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -91,7 +91,7 @@ class _Spare(NamedTuple):
     link: socket.socket
 
 
-def _serve(control: socket.socket, profile: Profile, program: bytes) -> None:
+def _serve(control: socket.socket, profile: Profile, program: runner.Prepared) -> None:
     selector = selectors.DefaultSelector()
     selector.register(control, selectors.EVENT_READ)
     children: dict[int, int] = {}  # each child still to reap, the spare among them: pid by pidfd
@@ -149,7 +149,7 @@ def _serve(control: socket.socket, profile: Profile, program: bytes) -> None:
             spare = fork_spare()  # the next run's, while this one runs
 
 
-def _wait_for_run(link: socket.socket, profile: Profile, program: bytes) -> NoReturn:
+def _wait_for_run(link: socket.socket, profile: Profile, program: runner.Prepared) -> NoReturn:
     """A spare: wait for the run handed over on `link`, and be its supervisor."""
     frame = channel.receive_frame(link)
     if frame is None:  # the box closed before this run came
@@ -166,7 +166,7 @@ def _wait_for_run(link: socket.socket, profile: Profile, program: bytes) -> NoRe
     _run(request, fds, profile, program)
 
 
-def _run(request: Request, fds: list[int], profile: Profile, program: bytes) -> NoReturn:
+def _run(request: Request, fds: list[int], profile: Profile, program: runner.Prepared) -> NoReturn:
     """One run, in a child of its own: its stdio from the caller's descriptors, its
     audit records and its end on its channel."""
     try:
@@ -185,7 +185,7 @@ def _run(request: Request, fds: list[int], profile: Profile, program: bytes) -> 
             # and it ends a run by killing it. A terminal's reach the command directly.
             status = runner.supervise(profile, request.argv, [Sink(records, "json")],
                                       request.env, request.cwd, watch_destinations=True,
-                                      program=program, forward_signals=False)
+                                      prepared=program, forward_signals=False)
             died = status.signal if isinstance(status, DiedBySignal) else None
             reply = {"end": {"status": int(status), "signal": died}}
         except ExecFailed as error:  # as `sockbox run` says it, and its status

@@ -410,7 +410,8 @@ def test_profiles_reach_the_supervisor_equal_and_decide_alike(profile, calls):
         verdict = profile.decide(call)
         assert received.decide(call) == verdict
         assert received.audits(verdict) == profile.audits(verdict)
-    assert filter.build(received, watch_destinations=True) == filter.build(profile, watch_destinations=True)
+    watched = filter.Supervision(destinations=True)
+    assert filter.build(received, watched) == filter.build(profile, watched)
 
 
 class Unknown(Glob):

@@ -83,7 +83,8 @@ def test_rewriting_memory_after_the_check_gets_nothing_through(programs, tmp_pat
         result = sockbox("run", "-q", "-p", profile, "--log", str(log), "--", programs("race", bits),
                          mode, str(allowed.port), str(denied.port), "2000", timeout=300)
         assert result.stdout.startswith("done 2000"), result.stdout + result.stderr
-        if mode in ("connect", "procmem", "sendto"):
+        if mode in ("connect", "procmem", "sendto") and not SOCKBOX.outer:
+            # (where pidfd_getfd is refused, descriptors are handed over: no fast path)
             assert json.loads(log.read_text().splitlines()[-1])["repeats"] > 0
         if kind is UdpServer:
             reached_allowed, reached_denied = len(allowed.collect()), len(denied.collect())
@@ -522,7 +523,7 @@ def _yama_scope() -> int:
 
 @pytest.mark.parametrize("missing,message", [
     ("syscall_info", "the kernel lacks PTRACE_GET_SYSCALL_INFO"),
-    ("pidfd_getfd", "the kernel lacks pidfd_getfd"),
+    ("pidfd_getfd", None),  # before Linux 5.6, or refused: descriptors are handed over
     ("openat2", "the kernel lacks openat2"),
     ("kill_process", "the kernel lacks seccomp action SECCOMP_RET_KILL_PROCESS"),
     # Without Landlock, Yama's ptrace_scope >= 1 is the other way to keep processes

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import signal
 import socket
 import stat
@@ -457,13 +458,19 @@ def test_works_for_an_unprivileged_user(programs, tcp_server, tmp_path):
     assert tcp_server.received == [b"ping"]
 
 
-def test_a_sockbox_inside_the_sandbox_cannot_run():
-    # pidfd_getfd and ptrace are refused inside the sandbox, so a nested sockbox stops
-    # before running anything, with one clear line.
-    result = sockbox("run", "--", sys.executable, "-m", "sandbox", "run", "--", "true")
+@pytest.mark.parametrize("tracer", ["sockbox", "strace"])
+def test_a_sockbox_inside_a_sandbox_or_a_tracer_says_so(tracer, tmp_path):
+    # A traced process cannot trace: a nested sockbox stops before running anything,
+    # with one line that says why (not that some syscall is refused).
+    marker = tmp_path / "ran"
+    outer = {"sockbox": [*SOCKBOX, "run", "--"], "strace": ["strace", "-f", "-qq", "-o", "/dev/null"]}
+    result = subprocess.run([*outer[tracer], sys.executable, "-m", "sandbox", "run", "--", "touch",
+                             str(marker)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 125
-    assert result.stderr == ("sockbox: pidfd_getfd is refused here (Operation not permitted); "
-                             "a container runtime must allow it\n")
+    assert re.fullmatch(r"sockbox: sockbox is itself traced \(by process \d+: another sockbox, a "
+                        r"debugger or strace\), and a traced process cannot trace its command: "
+                        r"sandboxes do not nest\n", result.stderr), result.stderr
+    assert not marker.exists()
 
 
 def test_explain_and_show():
