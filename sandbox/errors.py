@@ -1,10 +1,17 @@
-"""The one exception tree of sockbox. The CLI turns each into one line and status 125."""
+"""The one exception tree of sockbox. The CLI turns each into one line and its `status`."""
 
 from __future__ import annotations
+
+# The statuses of `sockbox run` that are sockbox's own rather than the command's.
+STATUS_SANDBOX_ERROR = 125  # sockbox itself failed
+STATUS_CANNOT_EXECUTE = 126  # the command exists but cannot be executed
+STATUS_NOT_FOUND = 127  # the command was not found
 
 
 class SandboxError(Exception):
     """sockbox itself could not do what was asked; nothing was run."""
+
+    status = STATUS_SANDBOX_ERROR
 
 
 class ProfileError(SandboxError):
@@ -35,3 +42,12 @@ class UnsupportedKernel(SandboxError):
 
 class SupervisorError(SandboxError):
     """The supervisor met an internal error; the sandbox was killed."""
+
+
+class ExecFailed(SandboxError):
+    """The command could not be executed: the message is what bash would say, `status`
+    126 (it exists but cannot be executed) or 127 (not found)."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(_one_line(message))
+        self.status = status

@@ -26,7 +26,7 @@ def run(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
         observers: Sequence[Callable[[Call], None]] = ()) -> int:
     """Run `argv` under `profile`; return the status `sockbox run` exits with.
 
-    Raises SandboxError (nothing was run) or spawn.ExecFailed (status 126/127).
+    Raises SandboxError (nothing was run), ExecFailed among them (status 126/127).
     """
     check_kernel()
     ours = credentials("self")
