@@ -4,6 +4,7 @@ explain, and host names in rules."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -117,6 +118,17 @@ def test_show_lists_rules_and_where_each_call_is_decided(tmp_path):
     assert shown.endswith(show.REPEATS + "\n")  # where repeats are decided, said once
     kernel_only = write_profile(tmp_path, '[profile]\ndefault = "allow"\nlog = "none"\n')
     assert show.REPEATS not in sockbox("show", "-p", kernel_only).stdout
+
+
+def test_show_names_each_syscall_once_per_abi():
+    # i386 reaches recvmmsg by two syscalls (and socketcall): each is told apart.
+    shown = sockbox("show", "-p", "web").stdout
+    for section in shown.split("\n\n")[2:4]:  # x86_64's, then i386's
+        labels = [re.match(r"  (.+?) +(kernel|supervisor)", line).group(1)
+                  for line in section.splitlines()[1:]]
+        assert len(labels) == len(set(labels)), labels
+    i386 = shown.split("i386: where each call is decided")[1]
+    assert "\n  recvmmsg " in i386 and "\n  recvmmsg_time64 (recvmmsg) " in i386
 
 
 @pytest.mark.parametrize("arguments,status,first_word", [
