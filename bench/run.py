@@ -643,7 +643,7 @@ def versions() -> dict[str, str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds and smaller N (~2 min)")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and smaller N")
     parser.add_argument("--out", type=Path, default=BENCH / "results", help="where results go")
     args = parser.parse_args()
     config = QUICK if args.quick else FULL
