@@ -6,8 +6,10 @@ import dataclasses
 import datetime
 import json
 import os
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import IO, Any, Callable, Counter, Iterable, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from . import names
 from .calls import Subject, int32

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperCommand
@@ -26,11 +26,11 @@ class Command(TyperCommand):
     """A typer command whose arguments are shown by their metavar alone: typer would add
     the Python type (`<list[str]>`) and braces (`{CMD}...`) that no user types."""
 
-    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
         arguments = [_metavar(p) for p in self.get_params(ctx) if p.param_type_name == "argument"]
         return [self.options_metavar, *arguments] if self.options_metavar else arguments
 
-    def format_options(self, ctx: typer.Context, formatter: Any) -> None:
+    def format_options(self, ctx: Any, formatter: Any) -> None:
         arguments = [(_metavar(p), getattr(p, "help", None) or "") for p in self.get_params(ctx)
                      if p.param_type_name == "argument"]
         options = [record for p in self.get_params(ctx)
@@ -84,16 +84,16 @@ def run(
     command: Annotated[list[str], typer.Argument(
         metavar="[--] CMD [ARG]...", help="The command to run; the first word that is not an option of sockbox starts it.")],
     profile: ProfileOption = "offline",
-    allow: Annotated[Optional[list[str]], typer.Option(
+    allow: Annotated[list[str] | None, typer.Option(
         "--allow", metavar="RULE", help="Allow CALL[,CALL...][=TARGET] before the profile's rules, e.g. connect=127.0.0.1:8000.")] = None,
-    deny: Annotated[Optional[list[str]], typer.Option(
+    deny: Annotated[list[str] | None, typer.Option(
         "--deny", metavar="RULE", help="Deny CALL[,CALL...][=TARGET] before the profile's rules (and before --allow).")] = None,
-    log: Annotated[Optional[str], typer.Option(
+    log: Annotated[str | None, typer.Option(
         "--log", metavar="FILE", help="Write one audit record per audited decision to FILE ('-' for stderr).")] = None,
-    log_format: Annotated[Optional[str], typer.Option(
+    log_format: Annotated[str | None, typer.Option(
         "--log-format", metavar="|".join(LOG_FORMATS), help="The format of --log FILE (default: json).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not report denials on stderr.")] = False,
-    keep_fd: Annotated[Optional[list[str]], typer.Option(
+    keep_fd: Annotated[list[str] | None, typer.Option(
         "--keep-fd", metavar="N", help="Pass descriptor N on to the command (0, 1, 2 always are; "
         "so are systemd's LISTEN_FDS when LISTEN_PID is sockbox's).")] = None,
 ) -> None:
@@ -111,7 +111,7 @@ def learn(
         metavar="CMD [ARG]...", help="The command to run and learn from.")],
     output: Annotated[str, typer.Option(
         "-o", "--output", metavar="FILE", help="Where to write the profile ('-': stdout, after the command ends).")] = "-",
-    keep_fd: Annotated[Optional[list[str]], typer.Option(
+    keep_fd: Annotated[list[str] | None, typer.Option(
         "--keep-fd", metavar="N", help="Pass descriptor N on to the command.")] = None,
 ) -> None:
     """Run CMD with every socket call allowed and recorded, then write the narrowest
@@ -159,17 +159,17 @@ def check(
 @app.command(cls=Command, short_help="Say what a profile decides for a call, and which rule decides it.")
 def explain(
     call: Annotated[str, typer.Argument(metavar="CALL", help="A socket call: connect, sendto, socket, ...")],
-    target: Annotated[Optional[str], typer.Argument(
+    target: Annotated[str | None, typer.Argument(
         metavar="[TARGET]",
         help="1.2.3.4:443, [2001:db8::1]:53, unix:/run/x.sock, unix:@name, or a family name.")] = None,
     profile: ProfileOption = "offline",
-    family: Annotated[Optional[str], typer.Option(
+    family: Annotated[str | None, typer.Option(
         "--family", metavar="FAMILY", help="The socket's family: inet, inet6, unix, ...")] = None,
-    sock_type: Annotated[Optional[str], typer.Option(
+    sock_type: Annotated[str | None, typer.Option(
         "--type", metavar="TYPE", help="The socket's type: stream, dgram, ...")] = None,
-    protocol: Annotated[Optional[str], typer.Option(
+    protocol: Annotated[str | None, typer.Option(
         "--protocol", metavar="PROTOCOL", help="The socket's protocol: tcp, udp, ...")] = None,
-    exe: Annotated[Optional[str], typer.Option("--exe", metavar="PATH", help="The calling executable.")] = None,
+    exe: Annotated[str | None, typer.Option("--exe", metavar="PATH", help="The calling executable.")] = None,
 ) -> None:
     """Say what PROFILE decides for CALL [TARGET], and which rule decides it.
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import IO, Sequence
+from typing import IO
 
 from .errors import STATUS_SANDBOX_ERROR, ProfileError, SandboxError, UsageError
 
