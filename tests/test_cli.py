@@ -251,6 +251,7 @@ PLAIN_LINES = [
 ]
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("args", PLAIN_LINES, ids=" ".join)
 def test_plain_run_lines_are_parsed_without_typer_and_as_typer_parses_them(args, monkeypatch):
     fast = fast_parsed(args)
@@ -258,6 +259,7 @@ def test_plain_run_lines_are_parsed_without_typer_and_as_typer_parses_them(args,
     assert fast == typer_parsed(args, monkeypatch)
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("args", [
     ["run", "--keep-fd", "x", "true"], ["run", "--keep-fd", "-1", "true"],
     ["run", "--keep-fd=99999999999", "true"], ["run", "--keep-fd", "", "true"],
@@ -270,6 +272,7 @@ def test_bad_values_are_refused_without_typer_and_as_typer_refuses_them(args, mo
     assert fast == typer_parsed(args, monkeypatch)
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("args", [
     ["run"], ["run", "--"], ["run", "-p"], ["run", "--help"], ["run", "-h", "true"],
     ["run", "-qp", "web", "true"], ["run", "-p=web", "true"], ["run", "--keep-fd", "-1", "-h", "true"],
@@ -285,6 +288,7 @@ _TOKENS = ["run", "--", "-", "-p", "-pweb", "-p=x", "--profile", "--profile=", "
            "99999999999", "x", "-h", "--help", "true", "", "--bogus"]
 
 
+@pytest.mark.pure
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rest=st.lists(st.sampled_from(_TOKENS), max_size=7))
 def test_whatever_the_fast_parser_takes_typer_takes_alike(rest, monkeypatch):
