@@ -19,7 +19,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/audit.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -43,18 +42,15 @@
 
 enum call { CONNECT, SENDTO, CALLS };
 static const char *const call_names[CALLS] = {"connect", "sendto"};
+#define MAX_SERVED 8 /* syscalls served here, over both ABIs */
 
-/* The direct syscalls served here, per ABI. */
-static const struct {
+/* A syscall served here: its arch and number (which Python gives, from libseccomp),
+ * the call it makes, and the mask of its ABI's word. */
+struct served_syscall {
     uint32_t arch;
     uint64_t nr;
     enum call call;
     uint64_t word_mask;
-} served_syscalls[] = {
-    {AUDIT_ARCH_X86_64, 42, CONNECT, UINT64_MAX},
-    {AUDIT_ARCH_X86_64, 44, SENDTO, UINT64_MAX},
-    {AUDIT_ARCH_I386, 362, CONNECT, UINT32_MAX},
-    {AUDIT_ARCH_I386, 369, SENDTO, UINT32_MAX},
 };
 
 /* The kernel's struct ptrace_syscall_info, as far as a seccomp stop fills it. */
@@ -95,6 +91,75 @@ static long connect_without_blocking(int fd, int type, const void *address,
     fcntl(fd, F_SETFL, flags);
     errno = saved;
     return result;
+}
+
+/* Send as the tracee's call would, without ever blocking the supervisor (MSG_DONTWAIT).
+ * Returns the result (-errno on failure) and sets `blocking` when the tracee's call
+ * would have waited for room instead: no room (EAGAIN; EINPROGRESS for a Fast Open
+ * connect under way) on a call that did not ask not to wait, on a blocking file. */
+static long send_without_blocking(int fd, struct msghdr *message, int flags, int *blocking)
+{
+    ssize_t sent = sendmsg(fd, message, flags | MSG_DONTWAIT);
+    long result = sent < 0 ? -errno : sent;
+    *blocking = 0;
+    if ((result == -EAGAIN || result == -EINPROGRESS) && !(flags & MSG_DONTWAIT)) {
+        int file_flags = fcntl(fd, F_GETFL);
+        *blocking = file_flags >= 0 && !(file_flags & O_NONBLOCK);
+    }
+    return result;
+}
+
+/* The start of the address space is never mapped (vm.mmap_min_addr): the kernel, handed
+ * data there, fails with EFAULT as it would have copying the tracee's unreadable data. */
+#define FAULTING_ADDRESS 4096
+
+static PyObject *fastpath_sendmsg(PyObject *module, PyObject *args)
+{
+    int fd, blocking;
+    unsigned int flags; /* as the kernel takes them: a word of bits, unchecked */
+    PyObject *data;
+    Py_buffer control, name;
+    if (!PyArg_ParseTuple(args, "iOy*Iz*", &fd, &data, &control, &flags, &name))
+        return NULL;
+    Py_buffer payload = {0};
+    struct iovec iov;
+    if (PyLong_Check(data)) { /* that many bytes of unreadable data */
+        iov.iov_base = (void *)FAULTING_ADDRESS;
+        iov.iov_len = PyLong_AsSize_t(data);
+    } else if (PyObject_GetBuffer(data, &payload, PyBUF_SIMPLE) == 0) {
+        iov.iov_base = payload.buf;
+        iov.iov_len = payload.len;
+    }
+    long result = 0;
+    if (!PyErr_Occurred()) {
+        struct msghdr message = {name.buf, name.buf ? name.len : 0, &iov, 1,
+                                 control.len ? control.buf : NULL, control.len, 0};
+        Py_BEGIN_ALLOW_THREADS
+        result = send_without_blocking(fd, &message, (int)flags, &blocking);
+        Py_END_ALLOW_THREADS
+    }
+    if (payload.obj != NULL)
+        PyBuffer_Release(&payload);
+    PyBuffer_Release(&control);
+    if (name.obj != NULL)
+        PyBuffer_Release(&name);
+    return PyErr_Occurred() ? NULL : Py_BuildValue("(lO)", result, blocking ? Py_True : Py_False);
+}
+
+static PyObject *fastpath_syscall_info(PyObject *module, PyObject *tid_arg)
+{
+    pid_t tid = (pid_t)PyLong_AsLong(tid_arg);
+    if (PyErr_Occurred())
+        return NULL;
+    struct syscall_info info;
+    if (ptrace(GET_SYSCALL_INFO, tid, sizeof info, &info) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return Py_BuildValue("(BkK(KKKKKK)K)", info.op, (unsigned long)info.arch,
+                         (unsigned long long)info.nr, (unsigned long long)info.args[0],
+                         (unsigned long long)info.args[1], (unsigned long long)info.args[2],
+                         (unsigned long long)info.args[3], (unsigned long long)info.args[4],
+                         (unsigned long long)info.args[5],
+                         (unsigned long long)info.instruction_pointer);
 }
 
 static PyObject *fastpath_connect(PyObject *module, PyObject *args)
@@ -158,7 +223,9 @@ static PyObject *fastpath_key(PyObject *module, PyObject *args)
 
 typedef struct {
     PyObject_HEAD
-    PyObject *known;                    /* the supervisor's dict: tid -> tracee.Known */
+    PyObject *threads;                  /* the supervisor's dict: tid -> tracee.ThreadState */
+    struct served_syscall served[MAX_SERVED];
+    int served_count;
     char *datagram;                     /* MAX_DATAGRAM bytes: a send's payload */
     unsigned long long stops;           /* stops served here */
     unsigned long long decided[CALLS][2]; /* per call: allowed, denied */
@@ -214,17 +281,17 @@ static int servable(Server *self, pid_t tid, int *pidfd, PyObject **verdicts)
     PyObject *key = PyLong_FromLong(tid);
     if (key == NULL)
         return -1;
-    PyObject *known = PyDict_GetItemWithError(self->known, key);
+    PyObject *thread = PyDict_GetItemWithError(self->threads, key);
     Py_DECREF(key);
-    if (known == NULL)
+    if (thread == NULL)
         return PyErr_Occurred() ? -1 : 0;
-    PyObject *table = PyObject_GetAttrString(known, "verdicts");
+    PyObject *table = PyObject_GetAttrString(thread, "verdicts");
     if (table == NULL)
         return -1;
-    Py_DECREF(table); /* the Known keeps it alive for the stop */
+    Py_DECREF(table); /* the ThreadState keeps it alive for the stop */
     if (!PyDict_Check(table))
         return 0;
-    PyObject *fd = PyObject_GetAttrString(known, "pidfd");
+    PyObject *fd = PyObject_GetAttrString(thread, "pidfd");
     if (fd == NULL)
         return -1;
     *pidfd = fd == Py_None ? -1 : (int)PyLong_AsLong(fd);
@@ -237,19 +304,19 @@ static int servable(Server *self, pid_t tid, int *pidfd, PyObject **verdicts)
 
 /* The call at this stop, if it is one served here, with its address read; the
  * bounds are the kernel's (a call outside them gets its errno from Python). */
-static int read_call(pid_t tid, struct stopped_call *stopped)
+static int read_call(Server *self, pid_t tid, struct stopped_call *stopped)
 {
     struct syscall_info info;
     if (ptrace(GET_SYSCALL_INFO, tid, sizeof info, &info) < 0 || info.op != SYSCALL_INFO_SECCOMP)
         return 0;
-    size_t which = 0;
-    while (which < sizeof served_syscalls / sizeof served_syscalls[0] &&
-           (served_syscalls[which].arch != info.arch || served_syscalls[which].nr != info.nr))
+    int which = 0;
+    while (which < self->served_count &&
+           (self->served[which].arch != info.arch || self->served[which].nr != info.nr))
         which++;
-    if (which == sizeof served_syscalls / sizeof served_syscalls[0])
+    if (which == self->served_count)
         return 0;
-    uint64_t mask = served_syscalls[which].word_mask;
-    stopped->call = served_syscalls[which].call;
+    uint64_t mask = self->served[which].word_mask;
+    stopped->call = self->served[which].call;
     stopped->arch = info.arch;
     stopped->fd = (int)info.args[0];
     uint64_t address;
@@ -291,24 +358,19 @@ static long perform(Server *self, const struct stopped_call *stopped, int copy, 
         *must_wait = blocking && (result == -EALREADY || result == -EAGAIN);
         return result;
     }
-    ssize_t sent = sendto(copy, self->datagram, stopped->data_length, stopped->flags | MSG_DONTWAIT,
-                          (const struct sockaddr *)stopped->address, stopped->address_length);
-    long result = sent < 0 ? -errno : sent;
-    if (result == -EAGAIN && !(stopped->flags & MSG_DONTWAIT)) {
-        int file_flags = fcntl(copy, F_GETFL);
-        *must_wait = file_flags >= 0 && !(file_flags & O_NONBLOCK);
-    }
-    return result;
+    struct iovec iov = {self->datagram, stopped->data_length};
+    struct msghdr message = {(void *)stopped->address, stopped->address_length, &iov, 1, NULL, 0, 0};
+    return send_without_blocking(copy, &message, stopped->flags, must_wait);
 }
 
 /* Serve the stopped call, `copy` being our copy of its socket. */
 static enum served serve_on(Server *self, pid_t tid, const struct stopped_call *stopped, int copy,
                             PyObject *verdicts, struct under_way *wait)
 {
+    /* Which calls are served is Python's choice alone: it files verdicts only for them. */
     int head[KEY_INTS] = {stopped->call};
     int *facts = head + 1; /* family, type, protocol */
-    if (socket_facts(copy, facts) < 0 || (facts[0] != AF_INET && facts[0] != AF_INET6) ||
-        (stopped->call == SENDTO && (facts[1] & 0xf) != SOCK_DGRAM))
+    if (socket_facts(copy, facts) < 0)
         return NOT_SERVED;
     PyObject *key = make_key(head, stopped->address, stopped->address_length);
     if (key == NULL)
@@ -348,7 +410,7 @@ static enum served serve(Server *self, pid_t tid, struct under_way *wait)
     if (ok <= 0)
         return ok < 0 ? FAILED : NOT_SERVED;
     struct stopped_call stopped;
-    if (!read_call(tid, &stopped))
+    if (!read_call(self, tid, &stopped))
         return NOT_SERVED;
     int copy = (int)syscall(SYS_pidfd_getfd, pidfd, stopped.fd, 0);
     if (copy < 0)
@@ -445,20 +507,51 @@ static PyObject *server_decisions(Server *self, PyObject *unused)
 
 static int server_init(Server *self, PyObject *args, PyObject *kwargs)
 {
-    PyObject *known;
-    if (!PyArg_ParseTuple(args, "O!", &PyDict_Type, &known))
+    PyObject *threads, *served;
+    if (!PyArg_ParseTuple(args, "O!O", &PyDict_Type, &threads, &served))
         return -1;
+    PyObject *entries = PySequence_Fast(served, "served syscalls must be a sequence");
+    if (entries == NULL)
+        return -1;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(entries);
+    if (count > MAX_SERVED) {
+        Py_DECREF(entries);
+        PyErr_SetString(PyExc_ValueError, "too many served syscalls");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const char *name;
+        struct served_syscall *entry = &self->served[i];
+        unsigned long arch;
+        unsigned long long nr, mask;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(entries, i), "kKsK", &arch, &nr, &name,
+                              &mask)) {
+            Py_DECREF(entries);
+            return -1;
+        }
+        entry->arch = arch, entry->nr = nr, entry->word_mask = mask, entry->call = CALLS;
+        for (int call = 0; call < CALLS; call++)
+            if (!strcmp(name, call_names[call]))
+                entry->call = call;
+        if (entry->call == CALLS) {
+            Py_DECREF(entries);
+            PyErr_Format(PyExc_ValueError, "no fast path for %s", name);
+            return -1;
+        }
+    }
+    Py_DECREF(entries);
+    self->served_count = (int)count;
     if (self->datagram == NULL && (self->datagram = PyMem_RawMalloc(MAX_DATAGRAM)) == NULL) {
         PyErr_NoMemory();
         return -1;
     }
-    Py_XSETREF(self->known, Py_NewRef(known));
+    Py_XSETREF(self->threads, Py_NewRef(threads));
     return 0;
 }
 
 static void server_dealloc(Server *self)
 {
-    Py_XDECREF(self->known);
+    Py_XDECREF(self->threads);
     PyMem_RawFree(self->datagram);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -479,7 +572,8 @@ static PyMemberDef server_members[] = {
 static PyTypeObject ServerType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "sandbox._fastpath.Server",
-    .tp_doc = "Server(known): waits for stops and serves the calls filed in known[tid].verdicts.",
+    .tp_doc = "Server(threads, served): waits for stops and serves the calls filed in "
+              "threads[tid].verdicts, of the syscalls `served` lists as (arch, nr, call, word mask).",
     .tp_basicsize = sizeof(Server),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,
@@ -492,6 +586,11 @@ static PyTypeObject ServerType = {
 static PyMethodDef module_methods[] = {
     {"connect", fastpath_connect, METH_VARARGS,
      "connect(fd, type, address) -> (result, blocking): connect without ever blocking."},
+    {"sendmsg", fastpath_sendmsg, METH_VARARGS,
+     "sendmsg(fd, data, control, flags, name) -> (result, blocking): send without ever blocking; "
+     "data is bytes, or a length of unreadable data."},
+    {"syscall_info", fastpath_syscall_info, METH_O,
+     "syscall_info(tid) -> (op, arch, nr, args, instruction_pointer): PTRACE_GET_SYSCALL_INFO."},
     {"send_timeout_ns", fastpath_send_timeout_ns, METH_O,
      "send_timeout_ns(fd) -> SO_SNDTIMEO in ns (0: none), as C serving a call reads it."},
     {"key", fastpath_key, METH_VARARGS,

@@ -8,16 +8,18 @@ names a tracee may find it gone (killed, exited); that is `TraceeGone`, never a 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 from ptrace import PtraceError
 from ptrace.binding import func as _pt
 
-from .abi import Abi, syscall_number
-from .decode import Malformed
+from . import _fastpath
+from .errors import Malformed, TraceeGone
+from .libc import IoVec, libc, syscall
 
 PTRACE_SEIZE = 0x4206
 PTRACE_INTERRUPT = 0x4207
@@ -48,17 +50,20 @@ OPTIONS = (PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PT
            | PTRACE_O_TRACEEXEC | PTRACE_O_TRACESECCOMP | PTRACE_O_EXITKILL)
 
 
-class TraceeGone(Exception):
-    """The tracee vanished (or left its stop) under us."""
-
-
-def _request(command: int, pid: int, addr: int = 0, data: int = 0) -> int:
+@contextlib.contextmanager
+def _gone_as_tracee_gone(pid: int) -> Iterator[None]:
+    """ESRCH from a ptrace request: the tracee is gone (or no longer stopped)."""
     try:
-        return _pt.ptrace(command, pid, addr, data)
+        yield
     except PtraceError as error:
         if error.errno == errno.ESRCH:
             raise TraceeGone(pid) from None
         raise
+
+
+def _request(command: int, pid: int, addr: int = 0, data: int = 0) -> int:
+    with _gone_as_tracee_gone(pid):
+        return _pt.ptrace(command, pid, addr, data)
 
 
 def seize(pid: int) -> None:
@@ -88,15 +93,6 @@ def event_message(pid: int) -> int:
     return message.value
 
 
-class _SyscallInfo(ctypes.Structure):
-    _fields_ = [
-        ("op", ctypes.c_uint8), ("pad", ctypes.c_uint8 * 3), ("arch", ctypes.c_uint32),
-        ("instruction_pointer", ctypes.c_uint64), ("stack_pointer", ctypes.c_uint64),
-        ("nr", ctypes.c_uint64), ("args", ctypes.c_uint64 * 6), ("ret_data", ctypes.c_uint32),
-        ("pad2", ctypes.c_uint32),
-    ]
-
-
 class SyscallInfo(NamedTuple):
     op: int
     arch: int
@@ -105,13 +101,14 @@ class SyscallInfo(NamedTuple):
     instruction_pointer: int
 
 
-_INFO = _SyscallInfo()  # one buffer: the supervisor handles one stop at a time
-_INFO_ADDRESS, _INFO_SIZE = ctypes.addressof(_INFO), ctypes.sizeof(_INFO)
-
-
 def syscall_info(pid: int) -> SyscallInfo:
-    _request(PTRACE_GET_SYSCALL_INFO, pid, _INFO_SIZE, _INFO_ADDRESS)
-    return SyscallInfo(_INFO.op, _INFO.arch, _INFO.nr, tuple(_INFO.args), _INFO.instruction_pointer)
+    """PTRACE_GET_SYSCALL_INFO, read by the C extension (the one place of its layout)."""
+    try:
+        return SyscallInfo(*_fastpath.syscall_info(pid))
+    except OSError as error:
+        if error.errno == errno.ESRCH:
+            raise TraceeGone(pid) from None
+        raise PtraceError(str(error), errno=error.errno) from None
 
 
 _REGS = _pt.ptrace_registers_t
@@ -132,21 +129,13 @@ def fail_syscall(pid: int, err: int) -> None:
 
 
 def registers(pid: int) -> Any:
-    try:
+    with _gone_as_tracee_gone(pid):
         return _pt.ptrace_getregs(pid)
-    except PtraceError as error:
-        if error.errno == errno.ESRCH:
-            raise TraceeGone(pid) from None
-        raise
 
 
 def set_registers(pid: int, regs: Any) -> None:
-    try:
+    with _gone_as_tracee_gone(pid):
         _pt.ptrace_setregs(pid, regs)
-    except PtraceError as error:
-        if error.errno == errno.ESRCH:
-            raise TraceeGone(pid) from None
-        raise
 
 
 def copy_registers(regs: Any) -> Any:
@@ -177,21 +166,10 @@ def restore_after_rewrite(pid: int, original: Any) -> None:
 
 # --- tracee memory ----------------------------------------------------------------------
 
-_libc = ctypes.CDLL(None, use_errno=True)
-for _name in ("process_vm_readv", "process_vm_writev"):
-    getattr(_libc, _name).restype = ctypes.c_ssize_t
-    getattr(_libc, _name).argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_ulong,
-                                      ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong)
-
-
-class _IoVec(ctypes.Structure):
-    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
-
-
 MAX_READ = 16 << 20  # no single call needs more; larger asks are the tracee's absurdity
 _SMALL = ctypes.create_string_buffer(512)
 # The one pair of iovecs every transfer fills in (one stop at a time, as _INFO).
-_LOCAL, _REMOTE = _IoVec(), _IoVec()
+_LOCAL, _REMOTE = IoVec(), IoVec()
 _LOCAL_REF, _REMOTE_REF = ctypes.byref(_LOCAL), ctypes.byref(_REMOTE)
 _WORD = 8
 
@@ -209,7 +187,7 @@ class TraceeMemory:
         self._check_range(address, length)
         # Most reads are a sockaddr or a header: they reuse one buffer.
         buffer = _SMALL if length <= len(_SMALL) else ctypes.create_string_buffer(length)
-        if self._transfer(_libc.process_vm_readv, buffer, address, length):
+        if self._transfer(libc.process_vm_readv, buffer, address, length):
             return buffer.raw[:length]
         words = self._peek_words(address, length)
         start = address % _WORD
@@ -220,7 +198,7 @@ class TraceeMemory:
             return
         self._check_range(address, len(data))
         buffer = ctypes.create_string_buffer(data, len(data))
-        if self._transfer(_libc.process_vm_writev, buffer, address, len(data)):
+        if self._transfer(libc.process_vm_writev, buffer, address, len(data)):
             return
         start = address - address % _WORD
         words = bytearray(self._peek_words(address, len(data)))
@@ -257,10 +235,9 @@ class TraceeMemory:
     def _word_request(self, command: int, address: int, data: int) -> int:
         ctypes.set_errno(0)  # a peeked word of all ones is not an error unless errno says so
         try:
-            return _pt.ptrace(command, self.pid, address, data, check_errno=True)
-        except PtraceError as error:
-            if error.errno == errno.ESRCH:
-                raise TraceeGone(self.pid) from None
+            with _gone_as_tracee_gone(self.pid):
+                return _pt.ptrace(command, self.pid, address, data, check_errno=True)
+        except PtraceError:
             raise Malformed(errno.EFAULT, f"word at {address:#x}") from None
 
 
@@ -269,21 +246,13 @@ class TraceeMemory:
 PIDFD_THREAD = os.O_EXCL  # Linux 6.9: a pidfd for one thread, with its own fd table
 
 
-def _syscall(name: str, *args: int) -> int:
-    result = _libc.syscall(syscall_number(Abi.X86_64, name), *args)
-    if result < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return result
-
-
 def pidfd_open(pid: int, flags: int = 0) -> int:
-    return _syscall("pidfd_open", pid, flags)
+    return syscall("pidfd_open", pid, flags)
 
 
 def pidfd_getfd(pidfd: int, fd: int) -> int:
     """A duplicate of another process's descriptor (the same open file), close-on-exec."""
-    return _syscall("pidfd_getfd", pidfd, fd, 0)
+    return syscall("pidfd_getfd", pidfd, fd, 0)
 
 
 def waitpid() -> tuple[int, int]:

@@ -273,16 +273,19 @@ class AuditLog:
             _write(sink, line)
 
     def summary(self, decisions: Counter[tuple[str, str]], stops: int, repeats: int,
-                status: int) -> None:
+                status: int, destinations: Iterable[Event] | None = None) -> None:
         """One record at exit: every decision the supervisor made, audited or not, by
         call and action; how many times the sandbox stopped for it, and how many of
         those stops repeated the facts of a call decided before (served in C with its
-        verdict); the exit status."""
+        verdict); the exit status; where destinations were watched, each distinct one
+        (the first call that named it)."""
         counts: dict[str, dict[str, int]] = {}
         for (call, action), count in sorted(decisions.items()):
             counts.setdefault(call, {})[action] = count
-        record = {"summary": True, "time": _now(), "decisions": counts, "stops": stops,
-                  "repeats": repeats, "status": status}
+        record: dict[str, Any] = {"summary": True, "time": _now(), "decisions": counts,
+                                  "stops": stops, "repeats": repeats, "status": status}
+        if destinations is not None:
+            record["destinations"] = [event.to_dict() for event in destinations]
         for sink in self.sinks:
             if sink.denials_only:
                 continue

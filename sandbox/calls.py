@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .abi import Abi
-from .decode import (Address, Malformed, MsgHdr, Unix, Unspec, UIO_MAXIOV, check_addrlen,
-                     check_iovlen, decode_for_socket, decode_msghdr, mmsghdr_size, msghdr_size)
-from .names import AF_UNIX, SOCK_STREAM
+from .decode import (Address, MsgHdr, Unix, Unspec, UIO_MAXIOV, check_addrlen, check_iovlen,
+                     decode_for_socket, decode_msghdr, mmsghdr_size, msghdr_size)
+from .errors import Malformed
+from .names import (AF_UNIX, MSG_CMSG_COMPAT, SOCK_SEQPACKET, SOCK_STREAM, SOCK_TYPE_MASK,
+                    created_family)
 from .rules import ADDRESS_CALLS, OPTION_CALLS, PLAIN_ALIAS, Call
 
 
@@ -47,18 +49,20 @@ class Subject:
     header: MsgHdr | None = None  # sendmsg, sendmmsg: the message header as read
 
 
-
-
-MSG_CMSG_COMPAT = 0x80000000
 _MESSAGE_CALLS = frozenset({"sendmsg", "recvmsg", "sendmmsg", "recvmmsg"})
 _FLAGS_AT = {"sendmsg": 2, "recvmsg": 2, "sendmmsg": 3, "recvmmsg": 3}
-SOCK_SEQPACKET = 5
 
 
 def int32(value: int) -> int:
     """An `int` argument as the kernel sees it: the low 32 bits, signed."""
     value &= 0xFFFFFFFF
     return value - (1 << 32) if value & 0x80000000 else value
+
+
+def socket_call(name: str, family: int, sock_type: int, protocol: int, exe: str | None) -> Call:
+    """A socket() or socketpair() call, judged by the family the socket is made in."""
+    return Call(name, family=created_family(family, sock_type), type=sock_type, protocol=protocol,
+                exe=exe)
 
 
 def describe(name: str, abi: Abi, args: tuple[int, ...], memory: Memory, process: Process,
@@ -68,9 +72,7 @@ def describe(name: str, abi: Abi, args: tuple[int, ...], memory: Memory, process
     args = tuple(map(mask.__and__, args))
     exe = process.exe()
     if name in ("socket", "socketpair"):
-        call = Call(name, family=int32(args[0]), type=int32(args[1]), protocol=int32(args[2]),
-                    exe=exe)
-        return [Subject(call, args)]
+        return [Subject(socket_call(name, int32(args[0]), int32(args[1]), int32(args[2]), exe), args)]
     fd = int32(args[0])
     if abi is Abi.X86_64 and name in _MESSAGE_CALLS and args[_FLAGS_AT[name]] & MSG_CMSG_COMPAT:
         # Refused before the descriptor is looked at (__sys_sendmsg and kin): only the
@@ -159,7 +161,7 @@ def _destination(memory: Memory, pointer: int, length: int,
         return None, None
     check_addrlen(length)
     raw = memory.read(pointer, length)
-    if socket[0] == AF_UNIX and socket[1] & 0xF in (SOCK_STREAM, SOCK_SEQPACKET):
+    if socket[0] == AF_UNIX and socket[1] & SOCK_TYPE_MASK in (SOCK_STREAM, SOCK_SEQPACKET):
         return None, raw  # refused (stream) or ignored (seqpacket), never looked up
     return _readable(raw, socket, "sendto"), raw
 

@@ -14,20 +14,13 @@ from dataclasses import dataclass
 from typing import NamedTuple, Union
 
 from .abi import Abi
-from .names import AF_INET, AF_INET6, AF_NETLINK, AF_UNIX, AF_UNSPEC
+from .errors import Malformed
+from .names import AF_INET, AF_INET6, AF_NETLINK, AF_UNIX, AF_UNSPEC, SOCK_DGRAM, SOCK_TYPE_MASK
 
 SOCKADDR_STORAGE_SIZE = 128
 SUN_PATH_OFFSET = 2
 SUN_PATH_SIZE = 108
 UIO_MAXIOV = 1024
-
-
-class Malformed(Exception):
-    """Input the kernel would refuse; `errno` is what it would return."""
-
-    def __init__(self, err: int, why: str):
-        super().__init__(why)
-        self.errno = err
 
 
 @dataclass(frozen=True)
@@ -129,7 +122,7 @@ def decode_for_socket(raw: bytes, family: int, sock_type: int, call: str) -> Add
         if family == AF_INET and len(raw) >= _MIN_LENGTH[AF_INET]:
             return _inet4(raw)
         if family == AF_INET6 and call != "bind":
-            if sock_type & 0xF == _SOCK_DGRAM:
+            if sock_type & SOCK_TYPE_MASK == SOCK_DGRAM:
                 return None
             if len(raw) >= _MIN_LENGTH[AF_INET6]:
                 return _inet6(raw)
@@ -142,7 +135,6 @@ def decode_for_socket(raw: bytes, family: int, sock_type: int, call: str) -> Add
     return decode_sockaddr(raw)
 
 
-_SOCK_DGRAM = 2
 # The address families each socket family's calls read (an inet6 socket reads an
 # AF_INET address as the IPv4 one it is).
 _READ_BY = {AF_INET: {AF_INET}, AF_INET6: {AF_INET6, AF_INET}, AF_UNIX: {AF_UNIX},

@@ -9,7 +9,7 @@ it judged and unix paths as the handles it resolved, and hands the tracee the re
 It happens in two steps. `prepare` reads what the call needs from the tracee (its data,
 control messages, descriptors passed along) into a `Plan`; `perform` makes the socket
 calls and nothing else, so that it can run with the tracee's credentials in a child
-process when the supervisor holds privileges the tracee gave up (`perform_as`).
+process when the supervisor holds privileges the tracee gave up (impersonate.py).
 
 The supervisor never blocks: it sends with MSG_DONTWAIT and connects a blocking
 socket in non-blocking mode. Where the tracee would have waited, it is made to wait
@@ -19,50 +19,27 @@ signals, SA_RESTART, job control and SO_SNDTIMEO for connect behave as they woul
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import fcntl
 import functools
 import os
-import pickle
-import socket
 import struct
 from dataclasses import dataclass
 from typing import Union
 
-from . import _fastpath, sockdiag
-from .abi import Abi, syscall_number
+from . import _fastpath, libc, sockdiag
+from .abi import Abi
 from .calls import Subject
-from .decode import Malformed, Unix, mmsghdr_size, msghdr_size
-from .names import AF_INET, AF_INET6, AF_UNIX, IPPROTO_TCP, MSG_FASTOPEN, SOCK_STREAM
-from .tracee import Credentials, SocketCopy, StopContext, UnixTarget
+from .control import Control, read_control
+from .decode import Unix, mmsghdr_size, msghdr_size
+from .errors import Malformed
+from .names import (AF_INET, AF_INET6, AF_UNIX, IPPROTO_MPTCP, IPPROTO_TCP, MSG_CMSG_COMPAT,
+                    MSG_EOR, MSG_FASTOPEN, SOCK_SEQPACKET, SOCK_STREAM,
+                    SOCK_TYPE_MASK)
+from .tracee import SocketCopy, StopContext, UnixTarget
 
-MSG_DONTWAIT = 0x40
-MSG_CMSG_COMPAT = 0x80000000
-MSG_EOR = 0x80
-IPPROTO_MPTCP = 262
-SOCK_SEQPACKET = 5
 MAX_PAYLOAD = 4 << 20  # read at most this much of a send; a stream write beyond it is cut
 RETRY_NS = 10_000_000  # how long a tracee waits before trying again a call that would block
-_CAPABILITY_VERSION_3 = 0x20080522
-
-SOL_SOCKET, SCM_RIGHTS, SCM_CREDENTIALS = 1, 1, 2
-SOL_IP, IP_RETOPTS = 0, 7
-SOL_IPV6, IPV6_2292RTHDR, IPV6_RTHDR = 41, 5, 57
-# Control messages that reroute a datagram through hosts of the sender's choosing:
-# IPv4 source routing, IPv6 routing headers (segment routing among them).
-_ROUTING = {(SOL_IP, IP_RETOPTS), (SOL_IPV6, IPV6_2292RTHDR), (SOL_IPV6, IPV6_RTHDR)}
-
-
-@functools.cache
-def max_control() -> int:
-    """Control data beyond net.core.optmem_max fails with ENOBUFS."""
-    try:
-        with open("/proc/sys/net/core/optmem_max") as limit:
-            return int(limit.read())
-    except (OSError, ValueError):
-        return 20480  # the kernel's default for long
-
+_SUN_PATH_SIZE = 108
 
 @dataclass(frozen=True)
 class Done:
@@ -108,10 +85,10 @@ def needs_emulation(subject: Subject) -> bool:
         return False  # no destination, in registers that no one else can change
     family, sock_type, protocol = subject.socket or (0, 0, 0)
     flags = subject.args[3] if name in ("sendto", "sendmmsg") else subject.args[2]
-    stream = sock_type & 0xF == SOCK_STREAM
+    stream = sock_type & SOCK_TYPE_MASK == SOCK_STREAM
     if family in (AF_INET, AF_INET6) and stream and protocol in (IPPROTO_TCP, IPPROTO_MPTCP):
         return bool(flags & MSG_FASTOPEN)
-    return not (family == AF_UNIX and (stream or sock_type & 0xF == SOCK_SEQPACKET))
+    return not (family == AF_UNIX and (stream or sock_type & SOCK_TYPE_MASK == SOCK_SEQPACKET))
 
 
 # --- what a call needs, read from the tracee -------------------------------------------
@@ -150,11 +127,11 @@ def prepare(subjects: list[Subject], abi: Abi, stop: StopContext, memory) -> Pla
     sock = stop.socket(first.fd)
     name = first.call.name
     if name == "connect":
-        return Plan("connect", sock, first.fd, address=_sockaddr(first, stop))
+        return Plan("connect", sock, first.fd, address=sockaddr_for(first, stop))
     if name == "bind":
-        target = _unix_target(first, stop)
+        target = unix_target_of(first, stop)
         if target is not None:
-            return _bind_plan(sock, first, target)
+            return bind_plan(sock, first, target)
         return Plan("bind", sock, first.fd, address=first.raw_address)
     messages: list[Message] = []
     if first.header is None and name != "sendto":  # sendmmsg of no message at all
@@ -173,19 +150,19 @@ def _message(subject: Subject, index: int, sock: SocketCopy, abi: Abi, stop: Sto
              memory) -> Message:
     # A unix destination is resolved last: the kernel looks it up only after it has
     # copied the data and the control messages, so their faults come first.
-    stream = sock.type & 0xF == SOCK_STREAM
+    stream = sock.type & SOCK_TYPE_MASK == SOCK_STREAM
     if subject.call.name == "sendto":
         check_user_range(subject.args[1], subject.args[2])
         data = _payload([(subject.args[1], subject.args[2])], stream, memory)
         # sendto's flags reach the protocol as they are; only sendmsg refuses
         # MSG_CMSG_COMPAT, and sendmsg is what performs it here.
-        return Message(data, Control(), _sockaddr(subject, stop),
+        return Message(data, Control(), sockaddr_for(subject, stop),
                        subject.args[3] & ~MSG_CMSG_COMPAT)
     header = subject.header
     assert header is not None
     data = _gather(header.iov, header.iovlen, stream, abi, memory)
-    control = _control(header.control, header.controllen, abi, stop, memory)
-    destination = _sockaddr(subject, stop)
+    control = read_control(header.control, header.controllen, abi, stop, memory)
+    destination = sockaddr_for(subject, stop)
     # MSG_CMSG_COMPAT marks an i386 call, whose control data is native by now.
     if subject.call.name == "sendmsg":
         return Message(data, control, destination, subject.args[2] & ~MSG_CMSG_COMPAT)
@@ -259,141 +236,7 @@ class Unreadable:
     length: int
 
 
-@dataclass(frozen=True)
-class Control:
-    """Control data in the native layout, ready for the kernel but for the pid of whoever
-    sends it, to be written at each offset in `pid_at` (SCM_CREDENTIALS)."""
-
-    data: bytes = b""
-    pid_at: tuple[int, ...] = ()
-
-    def for_sender(self) -> bytes:
-        data = bytearray(self.data)
-        for offset in self.pid_at:
-            data[offset:offset + 4] = struct.pack("=i", os.getpid())
-        return bytes(data)
-
-
-_NATIVE_CMSG = struct.Struct("=Qii")
-_COMPAT_CMSG = struct.Struct("=Iii")
-_SUN_PATH_SIZE = 108
-_STACK_CONTROL = 36  # ____sys_sendmsg's own buffer for control data, in bytes
-
-
-def _control(pointer: int, length: int, abi: Abi, stop: StopContext, memory) -> Control:
-    """The control messages, copied as ____sys_sendmsg copies them, with the descriptors
-    passed (SCM_RIGHTS) turned into the supervisor's copies and routing headers refused."""
-    if length == 0:
-        return Control()
-    if length > 0x7FFFFFFF:
-        raise Malformed(errno.ENOBUFS, f"msg_controllen {length}")
-    if abi is not Abi.X86_64:
-        return _compat_control(pointer, length, stop, memory)
-    # Copied whole, from a buffer of the socket's option memory when the stack's is too
-    # small: EFAULT where unreadable (even from NULL), ENOBUFS past optmem_max.
-    if not _fits_option_memory(length):
-        raise Malformed(errno.ENOBUFS, f"msg_controllen {length}")
-    return _native_control(bytearray(memory.read(pointer, length)), stop)
-
-
-def _fits_option_memory(length: int) -> bool:
-    """Whether ____sys_sendmsg gets a buffer of `length` bytes: from its stack, or from
-    sock_kmalloc(), which grants less than net.core.optmem_max."""
-    return length <= _STACK_CONTROL or length < max_control()
-
-
-def _native_control(raw: bytearray, stop: StopContext) -> Control:
-    """Left as the program laid it out, so that the protocol judges it where it would;
-    patched in place, walking it exactly as for_each_cmsghdr() does: the kernel acts on
-    no message this walk does not reach, so none is left with the program's numbers."""
-    pid_at = []
-    offset = 0
-    while offset + _NATIVE_CMSG.size <= len(raw):
-        cmsg_len, level, kind = _NATIVE_CMSG.unpack_from(raw, offset)
-        if cmsg_len < _NATIVE_CMSG.size or cmsg_len > len(raw) - offset:
-            break  # not CMSG_OK: the kernel refuses the call here (EINVAL)
-        data_at = offset + _NATIVE_CMSG.size
-        pid_at += _translate(raw, data_at, offset + cmsg_len, level, kind, stop)
-        offset += (cmsg_len + 7) // 8 * 8
-    return Control(bytes(raw), tuple(pid_at))
-
-
-def _compat_control(pointer: int, length: int, stop: StopContext, memory) -> Control:
-    """An i386 program's control data, rebuilt in the native layout as
-    cmsghdr_from_user_compat_to_kern() rebuilds it: a first walk over the headers' lengths
-    (EINVAL at a bad one, or when there is none), then ENOMEM when the native layout
-    outgrows option memory, then the copy (EFAULT)."""
-    spans = _compat_spans(pointer, length, memory)
-    if spans is None:
-        raise Malformed(errno.ENOMEM, "control data beyond option memory")
-    out = bytearray()
-    pid_at: list[int] = []
-    for offset, cmsg_len in spans:
-        raw = memory.read(pointer + offset, cmsg_len)
-        _, level, kind = _COMPAT_CMSG.unpack_from(raw)
-        data = raw[_COMPAT_CMSG.size:]
-        start = len(out)
-        out += _NATIVE_CMSG.pack(socket.CMSG_LEN(len(data)), level, kind) + data
-        pid_at += _translate(out, start + _NATIVE_CMSG.size, len(out), level, kind, stop)
-        out += b"\0" * (socket.CMSG_SPACE(len(data)) - socket.CMSG_LEN(len(data)))
-    return Control(bytes(out), tuple(pid_at))
-
-
-def _compat_spans(pointer: int, length: int, memory) -> list[tuple[int, int]] | None:
-    """Where each compat header starts and how long it says it is, walked as the kernel
-    walks them: from the first while a header fits (and the pointer is not NULL), on to
-    any next one that starts within msg_controllen, even if it would not fit there.
-    None where the native layout would outgrow option memory: the walk goes on to the
-    end, for the EINVAL that comes first, but keeps nothing more."""
-    spans: list[tuple[int, int]] | None = []
-    headers, native_length = 0, 0
-    offset = 0
-    window, window_at = b"", 0
-    walking = length >= _COMPAT_CMSG.size and pointer != 0
-    while walking:
-        if not window_at <= offset <= window_at + len(window) - 4:
-            # Read ahead, for a walk over many headers; where that faults, the one field.
-            window_at = offset
-            try:
-                window = memory.read(pointer + offset, max(4, min(length - offset, 1 << 16)))
-            except Malformed:
-                window = memory.read(pointer + offset, 4)
-        (cmsg_len,) = struct.unpack_from("=I", window, offset - window_at)
-        if not _COMPAT_CMSG.size <= cmsg_len <= length - offset:
-            raise Malformed(errno.EINVAL, f"cmsg_len {cmsg_len} at offset {offset}")
-        headers += 1
-        if spans is not None:
-            native_length += socket.CMSG_SPACE(cmsg_len - _COMPAT_CMSG.size)
-            if _fits_option_memory(native_length):
-                spans.append((offset, cmsg_len))
-            else:
-                spans = None
-        offset += (cmsg_len + 3) // 4 * 4
-        walking = offset < length
-    if not headers:
-        raise Malformed(errno.EINVAL, "no control message")
-    return spans
-
-
-def _translate(buffer: bytearray, start: int, end: int, level: int, kind: int,
-               stop: StopContext) -> list[int]:
-    """Patch one control message in place; return where a sender's pid goes."""
-    if (level, kind) in _ROUTING:
-        raise Malformed(errno.EPERM, "a routing header in a control message")
-    if (level, kind) == (SOL_SOCKET, SCM_RIGHTS):
-        for at in range(start, end - 3, 4):
-            (fd,) = struct.unpack_from("=i", buffer, at)
-            try:
-                ours = stop.descriptor(fd)
-            except Malformed:
-                ours = -1  # the kernel finds it bad (EBADF) where it looks
-            struct.pack_into("=i", buffer, at, ours)
-    if (level, kind) == (SOL_SOCKET, SCM_CREDENTIALS) and end - start >= 12:
-        return [start]
-    return []
-
-
-def _bind_plan(sock: SocketCopy, subject: Subject, target: UnixTarget) -> Plan:
+def bind_plan(sock: SocketCopy, subject: Subject, target: UnixTarget) -> Plan:
     assert subject.fd is not None and target.name is not None and subject.raw_address
     bind_as = None
     if target.written_from is not None:
@@ -401,17 +244,17 @@ def _bind_plan(sock: SocketCopy, subject: Subject, target: UnixTarget) -> Plan:
     return Plan("bind", sock, subject.fd, bind_in=(target.fd, target.name), bind_as=bind_as)
 
 
-def _unix_target(subject: Subject, stop: StopContext):
+def unix_target_of(subject: Subject, stop: StopContext):
     address = subject.call.address
     if not isinstance(address, Unix) or not address.path:
         return None
     return stop.unix_target(address.path, follow_last=subject.call.name != "bind")
 
 
-def _sockaddr(subject: Subject, stop: StopContext) -> bytes | None:
+def sockaddr_for(subject: Subject, stop: StopContext) -> bytes | None:
     """The address to hand the kernel: the bytes judged, or for a unix path the handle
     it was resolved to, reached through /proc/self/fd."""
-    target = _unix_target(subject, stop)
+    target = unix_target_of(subject, stop)
     if target is not None:
         return _unix_sockaddr(target.sun_path)
     return subject.raw_address
@@ -461,7 +304,7 @@ def wait_for(call: str, family: int, fd: int, result: int, send_timeout_ns: int 
 
 def _bind(plan: Plan) -> Outcome:
     if plan.bind_in is None:
-        return Done(_raw_bind(plan.sock.fd, plan.address))
+        return Done(libc.bind(plan.sock.fd, plan.address))
     directory, name = plan.bind_in
     if plan.bind_as is None or not sockdiag.can_tell(plan.sock.fd):
         # In the directory that was judged, from inside it, by name: the socket's name
@@ -487,7 +330,7 @@ def _bind_from(directory: int, sock: SocketCopy, address: bytes) -> int:
     here = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fchdir(directory)
-        return _raw_bind(sock.fd, address)
+        return libc.bind(sock.fd, address)
     finally:
         os.fchdir(here)
         os.close(here)
@@ -501,133 +344,19 @@ def _send(plan: Plan) -> Outcome:
     sock = plan.sock
     writes = []
     for index, message in enumerate(plan.messages):
-        result = _send_one(sock, message)
-        if result < 0 and index == 0:
-            blocking = not message.flags & MSG_DONTWAIT and not _file_flags(sock) & os.O_NONBLOCK
-            if blocking and result in (-errno.EAGAIN, -errno.EINPROGRESS):
-                return wait_for("send", sock.family, plan.fd, result, _send_timeout_ns(sock))
+        # The kernel lets a process vouch only for itself (SCM_CREDENTIALS): the sender
+        # is whoever performs the call.
+        data = message.data.length if isinstance(message.data, Unreadable) else message.data
+        result, blocking = _fastpath.sendmsg(sock.fd, data, message.control.for_sender(),
+                                             message.flags, message.destination)
+        if result < 0 and index == 0 and blocking:
+            return wait_for("send", sock.family, plan.fd, result, _send_timeout_ns(sock))
         if result < 0:
             return Done(result if index == 0 else index, tuple(writes))
         if message.length_at is None:
             return Done(result)
         writes.append((message.length_at, struct.pack("=I", result)))
     return Done(len(plan.messages), tuple(writes))
-
-
-def _send_one(sock: SocketCopy, message: Message) -> int:
-    # The kernel lets a process vouch only for itself (SCM_CREDENTIALS): the sender is
-    # whoever performs the call.
-    return _raw_sendmsg(sock.fd, message.data, message.control.for_sender(),
-                        message.flags | MSG_DONTWAIT, message.destination)
-
-
-# --- with the tracee's credentials ----------------------------------------------------
-
-
-def emulate_as(credentials: Credentials, subjects: list[Subject], abi: Abi, stop: StopContext,
-               memory) -> Outcome:
-    """`emulate`, with the socket calls made by a short-lived child process holding the
-    tracee's credentials: a privileged supervisor must not lend its privileges to a
-    tracee that gave its own up (a unix peer would see the supervisor's uid, a port
-    below 1024 would bind, a directory the tracee cannot search would be crossed). Unix
-    paths are resolved again as the tracee, and must reach what was judged."""
-    plan = prepare(subjects, abi, stop, memory)
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - reported through the pipe
-        outcome: Outcome = Done(-errno.EPERM)
-        try:
-            os.close(read_end)
-            _become(credentials)
-            stop.resolve_again()
-            outcome = perform(_with_targets_of(plan, subjects, stop))
-        except Malformed as error:
-            outcome = Done(-error.errno)
-        finally:
-            os.write(write_end, pickle.dumps(outcome))
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as report:
-        answer = report.read()
-    os.waitpid(pid, 0)
-    return pickle.loads(answer) if answer else Done(-errno.EPERM)
-
-
-def _with_targets_of(plan: Plan, subjects: list[Subject], stop: StopContext) -> Plan:
-    """The plan with its unix handles replaced by those resolved again."""
-    first = subjects[0]
-    target = _unix_target(first, stop)
-    if target is None:
-        return plan
-    if plan.name == "bind":
-        return _bind_plan(plan.sock, first, target)
-    if plan.name == "connect":
-        return Plan("connect", plan.sock, plan.fd, address=_sockaddr(first, stop))
-    messages = tuple(Message(m.data, m.control, _sockaddr(s, stop), m.flags, m.length_at)
-                     for m, s in zip(plan.messages, subjects))
-    return Plan("send", plan.sock, plan.fd, messages=messages, failure=plan.failure)
-
-
-def _become(credentials: Credentials) -> None:
-    os.setgroups(list(credentials.groups))
-    os.setresgid(*credentials.gids[:3])
-    os.setresuid(*credentials.uids[:3])
-    if credentials.uids[1] == 0:  # root that dropped capabilities keeps only what it kept
-        header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)
-        low, high = credentials.capabilities & 0xFFFFFFFF, credentials.capabilities >> 32
-        data = (ctypes.c_uint32 * 6)(low, low, 0, high, high, 0)
-        if _libc.syscall(syscall_number(Abi.X86_64, "capset"), header, data) != 0:
-            raise Malformed(errno.EPERM, "capset")
-
-
-# --- the calls, on raw bytes ------------------------------------------------------------
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.sendmsg.restype = ctypes.c_ssize_t
-_libc.sendmsg.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_uint)
-# The start of the address space is never mapped (vm.mmap_min_addr): copying from it
-# fails with EFAULT, as copying the tracee's unreadable data would have.
-_FAULTING_ADDRESS = 4096
-
-
-class _IoVec(ctypes.Structure):
-    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
-
-
-class _MsgHdr(ctypes.Structure):
-    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32),
-                ("iov", ctypes.POINTER(_IoVec)), ("iovlen", ctypes.c_size_t),
-                ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
-                ("flags", ctypes.c_int)]
-
-
-def _result(value: int) -> int:
-    return value if value >= 0 else -ctypes.get_errno()
-
-
-def _raw_bind(fd: int, address: bytes | None) -> int:
-    data = address or b""
-    return _result(_libc.bind(fd, ctypes.c_char_p(data), len(data)))
-
-
-def _raw_sendmsg(fd: int, data: bytes | Unreadable, control: bytes, flags: int,
-                 name: bytes | None) -> int:
-    if isinstance(data, Unreadable):
-        iov = _IoVec(_FAULTING_ADDRESS, data.length)
-    else:
-        payload = ctypes.create_string_buffer(data, len(data))
-        iov = _IoVec(ctypes.cast(payload, ctypes.c_void_p), len(data))
-    control_buffer = ctypes.create_string_buffer(control, len(control)) if control else None
-    name_buffer = ctypes.create_string_buffer(name, len(name)) if name else None
-    message = _MsgHdr(ctypes.cast(name_buffer, ctypes.c_void_p) if name_buffer else None,
-                      len(name) if name else 0, ctypes.pointer(iov), 1,
-                      ctypes.cast(control_buffer, ctypes.c_void_p) if control_buffer else None,
-                      len(control), 0)
-    return _result(_libc.sendmsg(fd, ctypes.byref(message), flags & 0xFFFFFFFF))
-
-
-def _file_flags(sock: SocketCopy) -> int:
-    return fcntl.fcntl(sock.fd, fcntl.F_GETFL)
 
 
 def _send_timeout_ns(sock: SocketCopy) -> int | None:

@@ -19,6 +19,7 @@ import os
 import sys
 
 from .launch import RunOptions, fail, failed, run_options, start
+from .signals import DiedBySignal, end_by
 
 # Options that take a value, by every plain spelling.
 _VALUED = {"-p": "profile", "--profile": "profile", "--allow": "allow", "--deny": "deny",
@@ -96,4 +97,6 @@ def console() -> None:
             stream.flush()
         except (OSError, ValueError):  # a reader gone, or closed
             pass
+    if isinstance(status, DiedBySignal):
+        end_by(status.signal)
     os._exit(status)

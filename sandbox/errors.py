@@ -1,4 +1,11 @@
-"""The one exception tree of sockbox. The CLI turns each into one line and its `status`."""
+"""The one exception tree of sockbox.
+
+`SandboxError` and its subclasses are what sockbox reports to its user: the CLI turns
+each into one line and its `status` (125, or 126 or 127 for a command that cannot be
+executed). `TraceeError` and its subclasses never leave the supervisor: they say what
+one traced call or thread turned out to be, and the supervisor turns them into the
+errno the program sees or forgets the thread.
+"""
 
 from __future__ import annotations
 
@@ -51,3 +58,19 @@ class ExecFailed(SandboxError):
     def __init__(self, message: str, status: int):
         super().__init__(_one_line(message))
         self.status = status
+
+
+class TraceeError(Exception):
+    """What one traced thread's call or state turned out to be (internal)."""
+
+
+class Malformed(TraceeError):
+    """Input the kernel would refuse; `errno` is what it would return."""
+
+    def __init__(self, err: int, why: str):
+        super().__init__(why)
+        self.errno = err
+
+
+class TraceeGone(TraceeError):
+    """The tracee vanished (or left its stop) under the supervisor; waitpid reports it."""

@@ -6,7 +6,7 @@ import ipaddress
 
 from .decode import Inet4, Inet6, Unix
 from .errors import UsageError
-from .names import SUBCALLS
+from .names import SOCK_DGRAM, SOCK_STREAM, SUBCALLS
 from .profile import parse_family, parse_protocol, parse_target, parse_type
 from .rules import PLAIN_ALIAS, Call
 
@@ -49,4 +49,6 @@ def _with_target(call: Call, conditions: dict, text: str) -> Call:
         address = (Inet4(ip, ports[0].low) if isinstance(ip, ipaddress.IPv4Address)
                    else Inet6(ip, ports[0].low))
         fields.update(family=address.family, address=address)
+        if fields["type"] is None:  # the usual socket for the call: TCP, or UDP for a send
+            fields["type"] = SOCK_DGRAM if call.name in ("sendto", "sendmsg", "sendmmsg") else SOCK_STREAM
     return Call(**fields)

@@ -27,7 +27,8 @@ from . import bpf
 from .abi import (Abi, SOCKETCALL, X32_SYSCALL_BIT, SocketSyscall, credential_syscalls, socket_syscalls,
                   subcall_number, syscall_number)
 from .errors import UnsupportedKernel
-from .names import AF_INET, AF_INET6, MSG_FASTOPEN, SOCK_TYPE_MASK, SUBCALLS, default_protocol
+from .names import (AF_INET, AF_INET6, AF_PACKET, MSG_FASTOPEN, SOCK_PACKET, SOCK_TYPE_MASK, SUBCALLS,
+                    default_protocol)
 from .profile import Profile
 from .rules import ADDRESS_KEYS, Action, Rule, Verdict
 
@@ -41,6 +42,7 @@ def RET_ERRNO(number: int) -> int:
 
 
 CLONE_UNTRACED = 0x00800000
+TIOCSTI, TIOCLINUX = 0x5412, 0x541C
 PR_SET_DUMPABLE = 4
 SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
@@ -181,10 +183,13 @@ class AbiPlan:
     syscalls: list[SyscallPlan]
 
 
-def plan(profile: Profile, watch_credentials: bool = False) -> list[AbiPlan]:
+def plan(profile: Profile, watch_credentials: bool = False,
+         watch_destinations: bool = False) -> list[AbiPlan]:
     """The filter's plan. `watch_credentials`: stop at every syscall that can change a
-    process's credentials, so that a privileged supervisor can keep them cached."""
-    return [AbiPlan(abi, [*_hardening(abi), *_socket_plans(profile, abi),
+    process's credentials, so that a privileged supervisor can keep them cached.
+    `watch_destinations`: stop at every call that names a destination, so that the
+    supervisor sees them all (the Python API's `Result.destinations`)."""
+    return [AbiPlan(abi, [*_hardening(abi), *_socket_plans(profile, abi, watch_destinations),
                           *(_credential_watch(abi) if watch_credentials else [])])
             for abi in Abi]
 
@@ -195,8 +200,8 @@ def _credential_watch(abi: Abi) -> list[SyscallPlan]:
             for name, nr in credential_syscalls(abi)]
 
 
-def _socket_plans(profile: Profile, abi: Abi) -> list[SyscallPlan]:
-    compiler = _RuleCompiler(profile)
+def _socket_plans(profile: Profile, abi: Abi, watch_destinations: bool) -> list[SyscallPlan]:
+    compiler = _RuleCompiler(profile, watch_destinations)
     plans = []
     for syscall in socket_syscalls(abi):
         shape_plans = [ShapePlan(guard, shape, compiler.clauses(shape))
@@ -225,7 +230,17 @@ def _hardening(abi: Abi) -> list[SyscallPlan]:
     listener = (arg_is(0, {SECCOMP_SET_MODE_FILTER}, "op == SECCOMP_SET_MODE_FILTER"),
                 arg_is(1, {SECCOMP_FILTER_FLAG_NEW_LISTENER}, "flags & NEW_LISTENER",
                        mask=SECCOMP_FILTER_FLAG_NEW_LISTENER))
+    # Input pushed into a terminal is read by whoever reads it next: the user's shell,
+    # once the sandbox has ended. Refused as the kernel refuses it with
+    # dev.tty.legacy_tiocsti = 0 (EIO); TIOCLINUX's paste likewise, TIOCLINUX whole.
+    terminal = [Clause((arg_is(1, {TIOCSTI}, "cmd == TIOCSTI"),), RET_ERRNO(errno.EIO),
+                       "TIOCSTI would type input into a terminal"),
+                Clause((arg_is(1, {TIOCLINUX}, "cmd == TIOCLINUX"),), RET_ERRNO(errno.EPERM),
+                       "TIOCLINUX would paste a console's selection as input"),
+                Clause((), RET_ALLOW, "otherwise allowed")]
+    ioctl = syscall_number(abi, "ioctl")
     plans = [
+        SyscallPlan(ioctl, "ioctl", [ShapePlan((), Shape("ioctl"), terminal)]) if ioctl is not None else None,
         refuse("prctl", 0, "stays traceable: a non-dumpable tracee hides its memory and "
                "sockets from an unprivileged supervisor (the call is accepted and ignored)",
                (arg_is(0, {PR_SET_DUMPABLE}, "option == PR_SET_DUMPABLE"),
@@ -244,9 +259,14 @@ def _hardening(abi: Abi) -> list[SyscallPlan]:
     return [p for p in plans if p is not None]
 
 
+# The calls whose destination `watch_destinations` sees (a bind names no destination).
+DESTINATION_CALLS = frozenset({"connect", "sendto", "sendmsg", "sendmmsg"})
+
+
 class _RuleCompiler:
-    def __init__(self, profile: Profile):
+    def __init__(self, profile: Profile, watch_destinations: bool = False):
         self.profile = profile
+        self.watch_destinations = watch_destinations
 
     def kernel_action(self, verdict: Verdict) -> int:
         """The filter's return for a decision registers settle. Audited decisions stop at
@@ -258,6 +278,8 @@ class _RuleCompiler:
         return RET_ERRNO(verdict.errno)
 
     def clauses(self, shape: Shape) -> list[Clause]:
+        if self.watch_destinations and shape.address and shape.call in DESTINATION_CALLS:
+            return [Clause((), RET_TRACE, "the destination is watched (Result.destinations)")]
         clauses: list[Clause] = []
         registers = dict(shape.registers)
         for rule in self.profile.effective_rules:
@@ -289,7 +311,7 @@ def _register_conditions(rule: Rule, registers: dict[str, int]) -> list[Conjunct
     """The rule's register-decided keys in disjunctive normal form."""
     parts: list[list[Conjunction]] = []
     if rule.family is not None and "family" in registers:
-        parts.append([(arg_is(registers["family"], rule.family, "family in rule"),)])
+        parts.append(_family_conditions(rule.family, registers))
     if rule.type is not None and "type" in registers:
         parts.append([(arg_is(registers["type"], rule.type, "type in rule", mask=SOCK_TYPE_MASK),)])
     if rule.protocol is not None and "protocol" in registers:
@@ -304,6 +326,24 @@ def _register_conditions(rule: Rule, registers: dict[str, int]) -> list[Conjunct
     return [tuple(itertools.chain.from_iterable(combo)) for combo in itertools.product(*parts)] or [()]
 
 
+def _family_conditions(families: frozenset[int], registers: dict[str, int]) -> list[Conjunction]:
+    """family = F holds for the family the socket is made in (names.created_family):
+    socket(AF_INET, SOCK_PACKET) makes a packet socket."""
+    family, sock_type = registers["family"], registers["type"]
+    packet_type = arg_is(sock_type, {SOCK_PACKET}, "type == SOCK_PACKET", mask=SOCK_TYPE_MASK)
+    if (AF_INET in families) == (AF_PACKET in families):
+        return [(arg_is(family, families, "family in rule"),)]
+    if AF_INET in families:  # but not its packet spelling
+        out: list[Conjunction] = [(arg_is(family, {AF_INET}, "family == AF_INET"),
+                                   arg_is(sock_type, {SOCK_PACKET}, "type != SOCK_PACKET",
+                                          mask=SOCK_TYPE_MASK, negate=True))]
+        if families - {AF_INET}:
+            out.append((arg_is(family, families - {AF_INET}, "family in rule"),))
+        return out
+    return [(arg_is(family, families, "family in rule"),),
+            (arg_is(family, {AF_INET}, "family == AF_INET"), packet_type)]
+
+
 def _protocol_conditions(rule: Rule, registers: dict[str, int]) -> list[Conjunction]:
     """protocol = X holds when the protocol argument is X, or it is 0 and X is what the
     kernel picks for that family and type."""
@@ -311,9 +351,10 @@ def _protocol_conditions(rule: Rule, registers: dict[str, int]) -> list[Conjunct
     inet = {AF_INET, AF_INET6}
     out: list[Conjunction] = []
     for item in rule.protocol or ():
-        within = (arg_is(family, item.families, "protocol's family"),) if item.families else ()
+        families = _family_conditions(item.families, registers) if item.families else [()]
         if item.number != 0:
-            out.append((arg_is(protocol, {item.number}, f"protocol == {item.number}"), *within))
+            out += [(arg_is(protocol, {item.number}, f"protocol == {item.number}"), *within)
+                    for within in families]
             for fam, typ in itertools.product(sorted(inet & (item.families or inet)), (1, 2)):
                 if default_protocol(fam, typ) == item.number:
                     out.append((arg_is(protocol, {0}, "protocol == 0"),
@@ -321,10 +362,11 @@ def _protocol_conditions(rule: Rule, registers: dict[str, int]) -> list[Conjunct
                                 arg_is(sock_type, {typ}, f"type == {typ}", mask=SOCK_TYPE_MASK)))
         else:
             zero = arg_is(protocol, {0}, "protocol == 0")
-            out.append((zero, arg_is(family, inet, "family not inet", negate=True), *within))
-            out.append((zero, arg_is(family, inet, "family inet"),
-                        arg_is(sock_type, {1, 2}, "type not stream/dgram", mask=SOCK_TYPE_MASK, negate=True),
-                        *within))
+            for within in families:
+                out.append((zero, arg_is(family, inet, "family not inet", negate=True), *within))
+                out.append((zero, arg_is(family, inet, "family inet"),
+                            arg_is(sock_type, {1, 2}, "type not stream/dgram", mask=SOCK_TYPE_MASK,
+                                   negate=True), *within))
     return out
 
 
@@ -347,8 +389,9 @@ def assemble(plans: Sequence[AbiPlan]) -> list[bpf.Insn]:
     return asm.assemble()
 
 
-def build(profile: Profile, watch_credentials: bool = False) -> bytes:
-    return bpf.encode(assemble(plan(profile, watch_credentials)))
+def build(profile: Profile, watch_credentials: bool = False,
+          watch_destinations: bool = False) -> bytes:
+    return bpf.encode(assemble(plan(profile, watch_credentials, watch_destinations)))
 
 
 def _emit_abi(asm: bpf.Assembler, abi_plan: AbiPlan) -> None:

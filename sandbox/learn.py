@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 from . import names
 from .decode import Inet4, Inet6, Netlink, Unix, Unspec
-from .rules import ADDRESS_CALLS, OPTION_CALLS, PLAIN_ALIAS, Call, effective_protocol, views
+from .rules import (ADDRESS_CALLS, OPTION_CALLS, PLAIN_ALIAS, Call, addresses_the_traffic,
+                    effective_protocol, ports_the_traffic, views)
 from .names import AF_INET, AF_INET6, AF_UNIX
 
 _COMMON_FAMILIES = {AF_UNIX, AF_INET, AF_INET6}
@@ -118,8 +119,17 @@ def _destination(call: Call) -> tuple[tuple[tuple[str, str], ...], str, str]:
     if address is None:  # names no destination: a plain send
         alias = PLAIN_ALIAS.get(call.name) or call.name
         return (), alias, f"{call.name} with no destination"
+    if isinstance(address, (Inet4, Inet6)) and not addresses_the_traffic(call):
+        # A raw socket's packets go where the headers it writes say: only its type can
+        # allow it (address and port conditions never hold for it).
+        assert call.type is not None
+        conditions = (("family", _names([names.family_name(address.family)])),
+                      ("type", _names_or_numbers([names.type_name(call.type)])))
+        return conditions, call.name, f"a raw {names.family_name(address.family)} socket to {address.address}"
     if isinstance(address, (Inet4, Inet6)):
         network = ipaddress.ip_network(address.address)
+        if not ports_the_traffic(call):  # a protocol without ports (ping, ...): the address only
+            return (("address", _names([str(network)])),), call.name, str(address.address)
         port = str(address.port) + (" (any free port)" if address.port == 0 else "")
         return ((("address", _names([str(network)])), ("port", f"[{address.port}]")),
                 call.name, f"{address.address} port {port}")

@@ -28,13 +28,13 @@ FAMILIES: dict[str, int] = {
     "qipcrtr": 42, "smc": 43, "xdp": 44, "mctp": 45,
 }
 FAMILY_ALIASES: dict[str, str] = {"local": "unix", "file": "unix", "route": "netlink"}
-AF_UNSPEC, AF_UNIX, AF_INET, AF_INET6, AF_NETLINK = 0, 1, 2, 10, 16
+AF_UNSPEC, AF_UNIX, AF_INET, AF_INET6, AF_NETLINK, AF_PACKET = 0, 1, 2, 10, 16, 17
 
 SOCK_TYPES: dict[str, int] = {
     "stream": 1, "dgram": 2, "raw": 3, "rdm": 4, "seqpacket": 5, "dccp": 6, "packet": 10,
 }
 SOCK_TYPE_MASK = 0xF  # SOCK_NONBLOCK and SOCK_CLOEXEC live above it
-SOCK_STREAM, SOCK_DGRAM = 1, 2
+SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, SOCK_SEQPACKET, SOCK_PACKET = 1, 2, 3, 5, 10
 
 # IPPROTO_* apply to inet and inet6 sockets; NETLINK_* are the protocols of AF_NETLINK.
 _IP_PROTOCOLS: dict[str, int] = {
@@ -59,17 +59,25 @@ PROTOCOLS: dict[str, tuple[frozenset[int], int]] = {
     **{f"netlink_{name}": (frozenset({AF_NETLINK}), num)
        for name, num in _NETLINK_PROTOCOLS.items()},
 }
-IPPROTO_TCP, IPPROTO_UDP = 6, 17
+IPPROTO_TCP, IPPROTO_UDP, IPPROTO_MPTCP = 6, 17, 262
+IPPROTO_DCCP, IPPROTO_SCTP, IPPROTO_UDPLITE = 33, 132, 136
+# The protocols whose packets go to the port the sockaddr names.
+PORT_PROTOCOLS = frozenset({IPPROTO_TCP, IPPROTO_UDP, IPPROTO_DCCP, IPPROTO_SCTP, IPPROTO_UDPLITE,
+                            IPPROTO_MPTCP})
 
+# send and receive flags (linux/socket.h)
+MSG_DONTWAIT = 0x40
+MSG_EOR = 0x80
 MSG_FASTOPEN = 0x20000000
-# The flags of send and receive calls (linux/socket.h), by value.
+MSG_CMSG_COMPAT = 0x80000000  # set by the kernel's compat entry; refused from a native one
+# Every flag of send and receive calls, by value, as strace names them.
 MSG_FLAGS: dict[int, str] = {
     0x1: "MSG_OOB", 0x2: "MSG_PEEK", 0x4: "MSG_DONTROUTE", 0x8: "MSG_CTRUNC", 0x10: "MSG_PROXY",
-    0x20: "MSG_TRUNC", 0x40: "MSG_DONTWAIT", 0x80: "MSG_EOR", 0x100: "MSG_WAITALL",
+    0x20: "MSG_TRUNC", MSG_DONTWAIT: "MSG_DONTWAIT", MSG_EOR: "MSG_EOR", 0x100: "MSG_WAITALL",
     0x200: "MSG_FIN", 0x400: "MSG_SYN", 0x800: "MSG_CONFIRM", 0x1000: "MSG_RST",
     0x2000: "MSG_ERRQUEUE", 0x4000: "MSG_NOSIGNAL", 0x8000: "MSG_MORE",
     0x10000: "MSG_WAITFORONE", 0x40000: "MSG_BATCH", 0x4000000: "MSG_ZEROCOPY",
-    MSG_FASTOPEN: "MSG_FASTOPEN", 0x40000000: "MSG_CMSG_CLOEXEC", 0x80000000: "MSG_CMSG_COMPAT",
+    MSG_FASTOPEN: "MSG_FASTOPEN", 0x40000000: "MSG_CMSG_CLOEXEC", MSG_CMSG_COMPAT: "MSG_CMSG_COMPAT",
 }
 SHUTDOWN_HOW = ("SHUT_RD", "SHUT_WR", "SHUT_RDWR")
 
@@ -147,6 +155,12 @@ _OPTIONS_BY_LEVEL: dict[int, dict[str, int]] = {
         "tcp_fastopen_key": 33, "tcp_fastopen_no_cookie": 34, "tcp_zerocopy_receive": 35,
         "tcp_inq": 36, "tcp_tx_delay": 37,
     },
+    132: {  # IPPROTO_SCTP (linux/sctp.h): the options that name addresses
+        "sctp_set_peer_primary_addr": 5, "sctp_primary_addr": 6, "sctp_sockopt_bindx_add": 100,
+        "sctp_sockopt_bindx_rem": 101, "sctp_sockopt_peeloff": 102,
+        "sctp_sockopt_connectx_old": 107, "sctp_get_peer_addrs": 108, "sctp_get_local_addrs": 109,
+        "sctp_sockopt_connectx": 110, "sctp_sockopt_connectx3": 111,
+    },
 }
 # An option name stands for its level and number: "ip_options" is (0, 4).
 SOCKET_OPTIONS: dict[str, tuple[int, int]] = {
@@ -162,6 +176,12 @@ def default_protocol(family: int, sock_type: int) -> int:
     if family in (AF_INET, AF_INET6):
         return {SOCK_STREAM: IPPROTO_TCP, SOCK_DGRAM: IPPROTO_UDP}.get(sock_type, 0)
     return 0
+
+
+def created_family(family: int, sock_type: int) -> int:
+    """The family the kernel makes a socket in: socket(AF_INET, SOCK_PACKET) is the
+    obsolete spelling of a packet socket, and gets one (__sock_create)."""
+    return AF_PACKET if family == AF_INET and sock_type & SOCK_TYPE_MASK == SOCK_PACKET else family
 
 
 def family_name(number: int) -> str:

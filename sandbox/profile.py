@@ -152,18 +152,35 @@ def builtin_names() -> list[str]:
 
 
 def load_profile(spec: str | os.PathLike[str]) -> Profile:
-    """A profile from a file path if that file exists, else a built-in by name."""
-    path = Path(spec)
-    if path.is_file():
+    """The profile `spec` names, so that nothing a sandboxed program writes can change
+    which profile a later run uses unless the user named that file:
+
+    - a bare name (no "/", not ending in ".toml": "web") is the built-in of that name,
+      never a file;
+    - a path ("./app.toml", "/etc/sockbox/app.toml", "web.toml") is that file; where no
+      such file exists and its stem names a built-in ("web.toml"), the built-in.
+    """
+    text = os.fspath(spec)
+    if "/" not in text and not text.endswith(".toml"):
+        if text in builtin_names():
+            return _builtin(text)
+        raise ProfileError(text, [("", (
+            f"no built-in profile {text!r} (the built-ins: {', '.join(builtin_names())}); "
+            f"a profile file is named by its path, e.g. ./{text}"))])
+    path = Path(text)
+    if path.exists() or os.path.islink(path):
         return Profile.from_file(path)
-    name = path.name[:-5] if path.name.endswith(".toml") else path.name
-    if str(spec) in (name, f"{name}.toml") and name in builtin_names():
-        builtin = builtin_directory() / f"{name}.toml"
-        return Profile.from_toml(builtin.read_text(), builtin.name)
-    raise ProfileError(str(spec), [("", (
-        f"no such profile: not a file ({path.absolute()}) and not a built-in profile "
-        f"({', '.join(builtin_names())})")
-    )])
+    stem = path.name[:-len(".toml")] if path.name.endswith(".toml") else ""
+    if stem in builtin_names():
+        return _builtin(stem)
+    raise ProfileError(text, [("", (
+        f"no such profile: no file {path.absolute()}, and {stem or path.name!r} is not a "
+        f"built-in profile ({', '.join(builtin_names())})"))])
+
+
+def _builtin(name: str) -> Profile:
+    builtin = builtin_directory() / f"{name}.toml"
+    return Profile.from_toml(builtin.read_text(), builtin.name)
 
 
 def _os_reason(error: Exception) -> str:
@@ -287,6 +304,14 @@ class _Reader:
         if protocols is not None and families is not None and all(
                 p.families is not None and not p.families & families for p in protocols):
             self.error(f"{where}.protocol", "none of these protocols exists in the rule's families")
+        destination = [key for key in ("address", "host", "port") if conditions.get(key) is not None]
+        types = conditions.get("type")
+        if destination and types is not None and types <= {names.SOCK_RAW}:
+            self.error(f"{where}.{destination[0]}", "never holds on a raw socket: its packets go "
+                       "where the headers it writes say (allow raw sockets by type alone)")
+        elif (conditions.get("port") is not None and protocols is not None
+              and all(p.number not in names.PORT_PROTOCOLS for p in protocols)):
+            self.error(f"{where}.port", "none of these protocols has ports")
         if conditions.get("address") is not None and conditions.get("path") is not None:
             self.error(f"{where}.path", "an address is either inet or unix: address and path never both hold")
         if conditions.get("host") is not None and conditions.get("path") is not None:
@@ -510,15 +535,16 @@ def parse_target(text: str) -> dict[str, Any]:
         if rest.startswith("@"):
             return {"abstract": (parse_abstract(rest[1:]),)}
         return {"path": (parse_path(rest),)}
-    if text.lower() in names.FAMILIES or text.lower() in names.FAMILY_ALIASES:
+    if _WORD.fullmatch(text):  # no address or port has only letters: a family, or a typo of one
         return {"family": frozenset({parse_family(text)})}
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
         if not sep or (rest and not rest.startswith(":")):
             raise ValueError(f"target {text!r}: write an IPv6 address as [addr]:port")
         ports = rest[1:]
-    elif text.count(":") > 1:  # a bare IPv6 address, no port
-        host, ports = text, ""
+    elif text.count(":") > 1:
+        raise ValueError(f"target {text!r}: an IPv6 address goes in brackets, "
+                         f"{_bracketed(text)}")
     else:
         host, _, ports = text.partition(":")
     conditions: dict[str, Any] = {}
@@ -529,6 +555,29 @@ def parse_target(text: str) -> dict[str, Any]:
     if not conditions:
         raise ValueError(f"target {text!r} names neither an address nor a port")
     return conditions
+
+
+_WORD = re.compile(r"[A-Za-z_]+[0-9]*")
+
+
+def _bracketed(text: str) -> str:
+    """How an unbracketed IPv6 target was probably meant: with its last group a port, or
+    as an address alone."""
+    spellings = []
+    address, _, port = text.rpartition(":")
+    if _decimal(port) and _is_network(address):
+        spellings.append(f"[{address}]:{port} for port {port} of {address}")
+    if _is_network(text):
+        spellings.append(f"[{text}] for the address alone")
+    return " or ".join(spellings) or "as in [2001:db8::1]:443"
+
+
+def _is_network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=True)
+        return True
+    except ValueError:
+        return False
 
 
 def inline_rule(text: str, action: Action, label: str) -> Rule:
@@ -549,12 +598,27 @@ def inline_rule(text: str, action: Action, label: str) -> Rule:
 
 # Before every profile's rules, what no profile may allow: socket options that route
 # packets through hosts of the sender's choosing (IPv4 source routing, IPv6 routing
-# headers, segment routing among them), so that a connection allowed to one address
-# would travel through any other.
+# headers, segment routing among them, also inside IPV6_2292PKTOPTIONS' control data,
+# and a next hop), so that a connection allowed to one address would travel through any
+# other; and SCTP's options that connect to or bind addresses given in their value,
+# which a socket call's rules would never see.
 ALWAYS_RULES = _Reader("sockbox").profile(tomli.loads("""
 [[rule]]
 calls = ["setsockopt"]
-option = ["ip_options", "ipv6_rthdr", "ipv6_2292rthdr"]
+option = ["ip_options", "ipv6_rthdr", "ipv6_2292rthdr", "ipv6_2292pktoptions", "ipv6_nexthop"]
+action = "deny"
+errno = "EPERM"
+
+[[rule]]
+calls = ["setsockopt"]
+option = ["sctp_sockopt_connectx_old", "sctp_sockopt_connectx", "sctp_sockopt_bindx_add",
+          "sctp_sockopt_bindx_rem"]
+action = "deny"
+errno = "EPERM"
+
+[[rule]]
+calls = ["getsockopt"]
+option = ["sctp_sockopt_connectx3"]
 action = "deny"
 errno = "EPERM"
 """), "").rules

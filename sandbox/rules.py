@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Sequence, Union
 
 from .decode import Address, Inet4, Inet6, Unix
-from .names import (AF_INET, SOCK_TYPE_MASK, SUBCALLS, default_protocol, errno_name,
-                    family_name, level_name, option_name, protocol_name, type_name)
+from .names import (AF_INET, PORT_PROTOCOLS, SOCK_RAW, SOCK_TYPE_MASK, SUBCALLS, default_protocol,
+                    errno_name, family_name, level_name, option_name, protocol_name, type_name)
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
@@ -316,15 +316,31 @@ def _protocol_holds(protocols: Iterable[Protocol], call: Call) -> bool:
                for p in protocols)
 
 
+def addresses_the_traffic(call: Call) -> bool:
+    """Whether the call's address is where its packets go. Not for a raw socket: its
+    packets carry the headers the program writes (IP_HDRINCL, which any raw socket may
+    set, puts the destination there too)."""
+    return call.type is not None and call.type & SOCK_TYPE_MASK != SOCK_RAW
+
+
+def ports_the_traffic(call: Call) -> bool:
+    """Whether the call's port is the one its packets go to: only for protocols with
+    ports (TCP, UDP, ...), never for raw sockets (whose ports are ignored, or read as
+    the protocol) nor ping sockets (whose port is ignored)."""
+    return (addresses_the_traffic(call) and call.family is not None and call.type is not None
+            and effective_protocol(call.family, call.type, call.protocol or 0) in PORT_PROTOCOLS)
+
+
 def _address_holds(networks: Iterable[IPNetwork], call: Call) -> bool:
-    if not isinstance(call.address, (Inet4, Inet6)):
+    if not isinstance(call.address, (Inet4, Inet6)) or not addresses_the_traffic(call):
         return False
     ip = call.address.address
     return any(ip.version == net.version and ip in net for net in networks)
 
 
 def _host_holds(hosts: Iterable[Host], call: Call) -> bool:
-    return isinstance(call.address, (Inet4, Inet6)) and any(call.address.address in h for h in hosts)
+    return (isinstance(call.address, (Inet4, Inet6)) and addresses_the_traffic(call)
+            and any(call.address.address in h for h in hosts))
 
 
 def matched_host(rule: Rule | None, call: Call) -> str | None:
@@ -335,7 +351,8 @@ def matched_host(rule: Rule | None, call: Call) -> str | None:
 
 
 def _port_holds(ports: Iterable[PortRange], call: Call) -> bool:
-    return isinstance(call.address, (Inet4, Inet6)) and any(call.address.port in r for r in ports)
+    return (isinstance(call.address, (Inet4, Inet6)) and ports_the_traffic(call)
+            and any(call.address.port in r for r in ports))
 
 
 def _path_holds(globs: Iterable[Glob], call: Call) -> bool:

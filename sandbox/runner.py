@@ -9,8 +9,7 @@ from typing import Callable, Mapping, Sequence
 
 from . import _ptrace, filter, signals, spawn
 from .audit import AuditLog, Sink
-from .decode import Malformed
-from .errors import UnsupportedKernel
+from .errors import Malformed, UnsupportedKernel
 from .profile import Profile
 from .rules import Call
 from .spawn import Inheritance
@@ -23,14 +22,16 @@ PR_SET_DUMPABLE = 4
 def run(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
         env: Mapping[str, str] | None = None, cwd: str | None = None,
         inheritance: Inheritance = Inheritance(),
-        observers: Sequence[Callable[[Call], None]] = ()) -> int:
+        observers: Sequence[Callable[[Call], None]] = (), watch_destinations: bool = False) -> int:
     """Run `argv` under `profile`; return the status `sockbox run` exits with.
+    `watch_destinations`: the summary lists every destination reached or refused.
 
     Raises SandboxError (nothing was run), ExecFailed among them (status 126/127).
     """
     check_kernel()
     ours = credentials("self")
-    program = filter.build(profile, watch_credentials=ours.privileged)
+    program = filter.build(profile, watch_credentials=ours.privileged,
+                           watch_destinations=watch_destinations)
     # Orphans of the command are reparented to us, so that we can reap them.
     spawn.prctl(spawn.PR_SET_CHILD_SUBREAPER, 1)
     signals.block()
@@ -40,7 +41,8 @@ def run(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
     # the child would inherit it, and an unprivileged tracer cannot seize a
     # non-dumpable process.
     spawn.prctl(PR_SET_DUMPABLE, 0)
-    supervisor = Supervisor(profile, AuditLog(sinks), child.pid, ours, observers=observers)
+    supervisor = Supervisor(profile, AuditLog(sinks), child.pid, ours, observers=observers,
+                            watch_destinations=watch_destinations)
     signals.forward(child.pid, lambda: supervisor.tracees)
     return supervisor.run()
 

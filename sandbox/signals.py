@@ -10,9 +10,10 @@ so only signals sent to sockbox itself (kill, docker stop) are passed on.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import threading
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NoReturn
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
              signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
@@ -51,3 +52,30 @@ def _shares_group(pid: int) -> bool:
         return os.getpgid(pid) == os.getpgrp()
     except ProcessLookupError:
         return False
+
+
+class DiedBySignal(int):
+    """The status of a command killed by a signal: 128 + its number, as a shell shows
+    it. sockbox then ends by the same signal (`end_by`), so that its own parent sees a
+    death by signal: a shell loop stops at Ctrl-C."""
+
+    signal: int
+
+    def __new__(cls, signum: int) -> DiedBySignal:
+        status = super().__new__(cls, 128 + signum)
+        status.signal = signum
+        return status
+
+
+def end_by(signum: int) -> NoReturn:
+    """End this process by `signum`, without a core dump of its own. PID 1 of a
+    namespace cannot be killed by itself (the kernel ignores a signal it has no handler
+    for), so it exits with 128 + the number instead, as a shell would report it."""
+    if os.getpid() != 1:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if signum not in (signal.SIGKILL, signal.SIGSTOP):  # whose disposition is fixed
+            signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+        signal.raise_signal(signum)  # to this thread: the forwarding thread cannot take it
+    os._exit(128 + signum)  # still here: a signal whose default is not to end a process
+

@@ -16,21 +16,42 @@ import signal
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
-from . import _fastpath, _ptrace
-from .abi import (Abi, SOCKETCALL, Via, abi_of, changes_credentials, identify, socketcall_nargs,
-                  subcall_name, syscall_number)
-from .audit import AuditLog, make_event
+from . import _fastpath, _ptrace, procfs
+from .abi import (
+    SOCKETCALL,
+    Abi,
+    Via,
+    abi_of,
+    changes_credentials,
+    identify,
+    socket_syscalls,
+    socketcall_nargs,
+    subcall_name,
+    syscall_number,
+)
+from .audit import AuditLog, Event, make_event
 from .calls import Subject, describe
-from .decode import Malformed, decode_words
-from .emulate import (RETRY_NS, Breach, Done, Outcome, Wait, emulate, emulate_as, needs_emulation,
-                      wait_for)
-from .errors import SandboxError, SupervisorError
-from .names import AF_INET, AF_INET6, SOCK_DGRAM, SUBCALLS
+from .decode import decode_words
+from .emulate import (
+    RETRY_NS,
+    Breach,
+    Done,
+    Outcome,
+    Wait,
+    emulate,
+    needs_emulation,
+    wait_for,
+)
+from .errors import Malformed, SandboxError, SupervisorError, TraceeGone
+from .filter import DESTINATION_CALLS
+from .impersonate import emulate_as
+from .names import AF_INET, AF_INET6, SOCK_DGRAM, SOCK_TYPE_MASK, SUBCALLS
 from .profile import Profile
 from .rules import Action, Call, Verdict, needs_socket
-from .tracee import Credentials, Known, StopContext
+from .signals import DiedBySignal
+from .tracee import Credentials, StopContext, ThreadState, Waiting
 
 _GROUP_STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
 _FORK_EVENTS = {_ptrace.PTRACE_EVENT_FORK, _ptrace.PTRACE_EVENT_VFORK, _ptrace.PTRACE_EVENT_CLONE}
@@ -53,12 +74,14 @@ _BELOW_RED_ZONE = 1024
 MAX_FILED = 10_000
 
 
-@dataclass
-class _Waiting:
-    """A tracee made to wait (ppoll) in place of a call, and how to end the wait."""
+# The calls _fastpath serves again (see `Supervisor.file`), on both ABIs' direct syscalls.
+SERVED_IN_C = ("connect", "sendto")
 
-    original: Any  # its registers at the call
-    wait: Wait
+
+def served_in_c() -> list[tuple[int, int, str, int]]:
+    """What _fastpath needs to know of the syscalls it serves: (arch, nr, call, word mask)."""
+    return [(abi.audit_arch, syscall.nr, syscall.call, abi.word_mask)
+            for abi in Abi for syscall in socket_syscalls(abi) if syscall.call in SERVED_IN_C]
 
 
 @dataclass
@@ -72,19 +95,13 @@ class Supervisor:
     tracees: set[int] = field(default_factory=set)
     main_status: int | None = None
     killed_by_rule: bool = False
-    known: dict[int, Known] = field(default_factory=dict)  # per tracee thread
-    # Tracees running a rewritten socketcall, with the registers to restore.
-    rewritten: dict[int, Any] = field(default_factory=dict)
-    # Tracees waiting in place of a call that would have blocked.
-    waiting: dict[int, _Waiting] = field(default_factory=dict)
-    # Tracees running a call again after a wait, by where the call is and its number:
-    # decided again, but not recorded again.
-    running_again: dict[int, tuple[int, int]] = field(default_factory=dict)
-    # When a call that waits and runs again gives up (SO_SNDTIMEO), in monotonic ns.
-    give_up_at: dict[int, int] = field(default_factory=dict)
+    threads: dict[int, ThreadState] = field(default_factory=dict)  # per tracee thread
     decisions: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
     # Called with every call decided (each message of a sendmmsg): `sockbox learn`.
     observers: Sequence[Callable[[Call], None]] = ()
+    # Keep every distinct destination reached or refused (the filter stops at each call
+    # that names one): the summary lists them, whatever the profile audits.
+    watch_destinations: bool = False
     stops: int = 0  # seccomp stops: each time a socket call waited for the supervisor
 
     def __post_init__(self) -> None:
@@ -94,7 +111,8 @@ class Supervisor:
         # same facts (see `file`).
         self._filed: dict[str | None, dict[bytes, int]] = {}
         self._filed_count = 0
-        self._fast = _fastpath.Server(self.known)
+        self._fast = _fastpath.Server(self.threads, served_in_c())
+        self._destinations: dict[tuple[object, ...], Event] = {}
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -116,12 +134,13 @@ class Supervisor:
                             self.handle(*event)
                         else:
                             self.call_waits(*event)
-                    except _ptrace.TraceeGone:
+                    except TraceeGone:
                         pass  # its exit will be reported by waitpid
             self.stops += self._fast.stops
             self.decisions.update(self._fast.decisions())
             status = 128 + signal.SIGKILL if self.killed_by_rule else _exit_status(self.main_status)
-            self.audit.summary(self.decisions, self.stops, self._fast.stops, status)
+            self.audit.summary(self.decisions, self.stops, self._fast.stops, status,
+                               list(self._destinations.values()) if self.watch_destinations else None)
             return status
         except Exception as error:
             self._kill_everything()
@@ -164,8 +183,8 @@ class Supervisor:
             former = _ptrace.event_message(pid)
             if former != pid:  # a thread exec'd and took over the leader's id
                 self.forget(former)
-            if pid in self.known:
-                self.known[pid].forget_image()
+            if pid in self.threads:
+                self.threads[pid].forget_image()
             _ptrace.cont(pid)
         elif event == _ptrace.PTRACE_EVENT_STOP:
             if stop_signal in _GROUP_STOP_SIGNALS:
@@ -173,19 +192,16 @@ class Supervisor:
             else:
                 _ptrace.cont(pid)
         else:
-            if pid in self.running_again:
-                self.interrupt_rerun(pid, stop_signal)
+            thread = self.threads.get(pid)
+            if thread is not None and thread.running_again is not None:
+                self.interrupt_rerun(pid, thread, stop_signal)
             _ptrace.cont(pid, stop_signal)  # deliver the signal
 
     def forget(self, pid: int) -> None:
         self.tracees.discard(pid)
-        known = self.known.pop(pid, None)
-        if known is not None:
-            known.close()
-        self.rewritten.pop(pid, None)
-        self.waiting.pop(pid, None)
-        self.running_again.pop(pid, None)
-        self.give_up_at.pop(pid, None)
+        thread = self.threads.pop(pid, None)
+        if thread is not None:
+            thread.close()
 
     # -- one seccomp stop -------------------------------------------------------------------
 
@@ -198,22 +214,23 @@ class Supervisor:
             _ptrace.fail_syscall(tid, errno.ENOSYS)  # nothing our filter traces: fail closed
             _ptrace.cont(tid)
             return
+        thread = self.threads.get(tid)
+        if thread is None:
+            thread = self.threads[tid] = ThreadState()
         if syscall is None:
             # A credential change the filter watches, or a filter of the program's own.
-            if changes_credentials(info.arch, info.nr) and tid in self.known:
-                self.known[tid].forget_credentials()
+            if changes_credentials(info.arch, info.nr):
+                thread.forget_credentials()
             _ptrace.cont(tid)
             return
-        quiet = self.running_again.pop(tid, None) == (info.instruction_pointer, info.nr)
+        quiet = thread.running_again == (info.instruction_pointer, info.nr)
+        thread.running_again = None
         if not quiet:
-            self.give_up_at.pop(tid, None)  # a call of its own, not one running again
+            thread.give_up_at = None  # a call of its own, not one running again
         args = info.args  # masked to the ABI's word by describe()
         name, via = syscall.call, Via.DIRECT
         memory = _ptrace.TraceeMemory(tid)
-        known = self.known.get(tid)
-        if known is None:
-            known = self.known[tid] = Known()
-        stop = StopContext(tid, known)
+        stop = StopContext(tid, thread)
         try:
             if name == SOCKETCALL:
                 name, via = subcall_name(args[0] & abi.word_mask), Via.SOCKETCALL
@@ -231,6 +248,8 @@ class Supervisor:
                         observe(each.call)
             if self.profile.audits(verdict) and not quiet:
                 self.audit.record(make_event(subject, verdict, tid, abi.value, via.value), subject)
+            if self.watch_destinations and name in DESTINATION_CALLS:
+                self.note_destinations(subjects, verdict, tid, abi, via)
             self.apply(tid, verdict, subjects, abi, via, memory, stop)
             self.choose_server(stop)
         except Malformed as error:
@@ -246,8 +265,8 @@ class Supervisor:
         alone: the same facts, the same verdict. Not filed: what must be recorded (the
         record is written here) and kills."""
         name, socket = subject.call.name, subject.socket
-        if (name not in ("connect", "sendto") or socket is None or socket[0] not in (AF_INET, AF_INET6)
-                or (name == "sendto" and socket[1] & 0xF != SOCK_DGRAM)
+        if (name not in SERVED_IN_C or socket is None or socket[0] not in (AF_INET, AF_INET6)
+                or (name == "sendto" and socket[1] & SOCK_TYPE_MASK != SOCK_DGRAM)
                 or subject.raw_address is None
                 or self.profile.audits(verdict) or self._filed_count >= MAX_FILED):
             return
@@ -263,18 +282,30 @@ class Supervisor:
             table[key] = result
             self._filed_count += 1
 
+    def note_destinations(self, subjects: list[Subject], verdict: Verdict, tid: int, abi: Abi,
+                          via: Via) -> None:
+        """Keep each destination named (every message of a sendmmsg, all with the call's
+        verdict) the first time it is reached or refused."""
+        for subject in subjects:
+            call = subject.call
+            if call.address is None:
+                continue
+            key = (call.name, call.family, call.address, call.path, verdict.action)
+            if key not in self._destinations:
+                self._destinations[key] = make_event(subject, verdict, tid, abi.value, via.value)
+
     def choose_server(self, stop: StopContext) -> None:
         """Let _fastpath serve the thread's next calls where it serves them as this
         module would: the thread is in the middle of nothing, its pidfd names the thread,
         no observer wants each call, and a call performed for it is performed as the
         supervisor (which a privileged supervisor does only for its equals)."""
-        tid, known = stop.tid, stop.known
-        servable = (known.exe_read and known.pidfd is not None and not known.pidfd_is_the_group
+        thread = stop.thread
+        servable = (thread.exe_read and thread.pidfd is not None and not thread.pidfd_is_the_group
                     and not self.observers and not self.killed_by_rule
-                    and tid not in self.waiting and tid not in self.running_again
+                    and thread.waiting is None and thread.running_again is None
                     and (not self.credentials.privileged or stop.credentials() == self.credentials))
         # No table yet: nothing to serve (the first filing for the executable makes one).
-        known.verdicts = self._filed.get(known.exe) if servable else None
+        thread.verdicts = self._filed.get(thread.exe) if servable else None
 
     def judge(self, subjects: list[Subject]) -> tuple[Subject, Verdict]:
         """The strictest verdict over a call's subjects (every message of a sendmmsg)."""
@@ -299,28 +330,29 @@ class Supervisor:
                 outcome = emulate_as(theirs, subjects, abi, stop, memory)
             else:
                 outcome = emulate(subjects, abi, stop, memory)
-            self.complete(tid, abi, outcome, memory)
+            self.complete(tid, stop.thread, abi, outcome, memory)
         elif via is Via.SOCKETCALL:
             # Run the direct syscall with the arguments just judged, so that a rewrite of
             # the argument array after this point changes nothing.
             direct, extra = _I386_DIRECT.get(first.call.name, (first.call.name, ()))
             nr = syscall_number(Abi.I386, direct)
             assert nr is not None
-            self.rewritten[tid] = _ptrace.rewrite_i386_syscall(tid, nr, (*first.args, *extra))
+            stop.thread.rewritten = _ptrace.rewrite_i386_syscall(tid, nr, (*first.args, *extra))
             _ptrace.cont_to_syscall_exit(tid)
         else:
             _ptrace.cont(tid)
 
-    def complete(self, tid: int, abi: Abi, outcome: Outcome, memory: _ptrace.TraceeMemory) -> None:
+    def complete(self, tid: int, thread: ThreadState, abi: Abi, outcome: Outcome,
+                 memory: _ptrace.TraceeMemory) -> None:
         """Hand the tracee the outcome of a call the supervisor performed."""
         if isinstance(outcome, Breach):
             raise SupervisorError(outcome.reason)
         if isinstance(outcome, Wait):
-            if not self.gave_up(tid, outcome):
-                self.begin_wait(tid, abi, outcome, memory)
+            if not self.gave_up(thread, outcome):
+                self.begin_wait(tid, thread, abi, outcome, memory)
                 return
             outcome = Done(-errno.EAGAIN)
-        self.give_up_at.pop(tid, None)
+        thread.give_up_at = None
         for address, data in outcome.writes:
             try:
                 memory.write(address, data)
@@ -335,20 +367,24 @@ class Supervisor:
         now wait for, as `emulate` would have it wait."""
         abi = abi_of(arch)
         assert abi is not None
-        self.give_up_at.pop(tid, None)  # a call of its own, not one running again
-        self.complete(tid, abi, wait_for(call, family, fd, result, send_timeout_ns or None),
+        thread = self.threads[tid]
+        thread.give_up_at = None  # a call of its own, not one running again
+        self.complete(tid, thread, abi, wait_for(call, family, fd, result, send_timeout_ns or None),
                       _ptrace.TraceeMemory(tid))
 
     # -- a tracee waiting in place of a call ------------------------------------------------
 
-    def gave_up(self, tid: int, wait: Wait) -> bool:
+    def gave_up(self, thread: ThreadState, wait: Wait) -> bool:
         """Whether the call has waited, over all its waits, as long as SO_SNDTIMEO lets it."""
         if wait.send_timeout_ns is None:
             return False
         now = time.monotonic_ns()
-        return now >= self.give_up_at.setdefault(tid, now + wait.send_timeout_ns)
+        if thread.give_up_at is None:
+            thread.give_up_at = now + wait.send_timeout_ns
+        return now >= thread.give_up_at
 
-    def begin_wait(self, tid: int, abi: Abi, wait: Wait, memory: _ptrace.TraceeMemory) -> None:
+    def begin_wait(self, tid: int, thread: ThreadState, abi: Abi, wait: Wait,
+                   memory: _ptrace.TraceeMemory) -> None:
         """Turn the tracee's call into ppoll(fd, POLLOUT, timeout), or a ppoll on nothing
         that sleeps: it waits in its own context, where signals and job control reach
         it, not stopped in ours."""
@@ -378,19 +414,22 @@ class Supervisor:
         for register, value in zip(_ARGUMENT_REGISTERS[abi], values):
             setattr(regs, register, value)
         _ptrace.set_registers(tid, regs)
-        self.waiting[tid] = _Waiting(original, wait)
-        self.known[tid].verdicts = None  # the call runs again after the wait: in Python
+        thread.waiting = Waiting(original, wait)
+        thread.verdicts = None  # the call runs again after the wait: in Python
         _ptrace.cont_to_syscall_exit(tid)
 
     def on_syscall_exit(self, tid: int) -> None:
-        if tid in self.rewritten:
-            _ptrace.restore_after_rewrite(tid, self.rewritten.pop(tid))
-        elif tid in self.waiting:
-            self.end_wait(tid, self.waiting.pop(tid))
-            self.choose_server(StopContext(tid, self.known[tid]))
+        thread = self.threads.get(tid)
+        if thread is not None and thread.rewritten is not None:
+            _ptrace.restore_after_rewrite(tid, thread.rewritten)
+            thread.rewritten = None
+        elif thread is not None and thread.waiting is not None:
+            waiting, thread.waiting = thread.waiting, None
+            self.end_wait(tid, thread, waiting)
+            self.choose_server(StopContext(tid, thread))
         _ptrace.cont(tid)
 
-    def end_wait(self, tid: int, waiting: _Waiting) -> None:
+    def end_wait(self, tid: int, thread: ThreadState, waiting: Waiting) -> None:
         result = _ptrace.registers(tid).rax
         result = result - (1 << 64) if result >= 1 << 63 else result
         regs = _ptrace.copy_registers(waiting.original)
@@ -402,29 +441,30 @@ class Supervisor:
             # again, decided again.
             regs.rax = waiting.original.orig_rax
             regs.rip = waiting.original.rip - 2  # syscall, sysenter's landing and int $0x80: 2 bytes
-            self.running_again[tid] = (waiting.original.rip, waiting.original.orig_rax)
+            thread.running_again = (waiting.original.rip, waiting.original.orig_rax)
         _ptrace.set_registers(tid, regs)
 
-    def interrupt_rerun(self, tid: int, signal_number: int) -> None:
+    def interrupt_rerun(self, tid: int, thread: ThreadState, signal_number: int) -> None:
         """A signal is delivered to a thread whose call is set to run again after a wait
         (one that ended the wait, or came just after): it interrupts the call, as it
         would have natively. The call returns, as the kernel's socket waits return, EINTR
         with SO_SNDTIMEO set; else ERESTARTSYS, which the kernel, delivering the signal,
         turns into a restart (from orig_rax) or EINTR per the handler's SA_RESTART."""
-        rip, _ = self.running_again[tid]
+        assert thread.running_again is not None
+        rip, _ = thread.running_again
         regs = _ptrace.registers(tid)
         if regs.rip != rip - 2 or _ignores(tid, signal_number):
             return  # not at the call any more, or a signal that interrupts nothing
-        del self.running_again[tid]
+        thread.running_again = None
         regs.rip = rip
-        interrupted = -errno.EINTR if tid in self.give_up_at else -ERESTARTSYS
+        interrupted = -errno.EINTR if thread.give_up_at is not None else -ERESTARTSYS
         regs.rax = interrupted & 0xFFFFFFFFFFFFFFFF
         _ptrace.set_registers(tid, regs)
 
     def kill_all(self) -> None:
         self.killed_by_rule = True
-        for known in self.known.values():
-            known.verdicts = None
+        for thread in self.threads.values():
+            thread.verdicts = None
         for pid in list(self.tracees):
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -440,16 +480,11 @@ _IGNORED_BY_DEFAULT = sum(1 << (s - 1) for s in (signal.SIGCHLD, signal.SIGCONT,
 def _ignores(tid: int, signal_number: int) -> bool:
     """Whether the thread ignores the signal, by its disposition or by default: such a
     signal, queued for a tracee all the same, would not have interrupted anything."""
-    masks = {}
     try:
-        with open(f"/proc/{tid}/status") as status:
-            for line in status:
-                key, _, value = line.partition(":")
-                if key in ("SigIgn", "SigCgt"):
-                    masks[key] = int(value, 16)
+        fields = procfs.status(tid)
     except OSError:
         return False
-    ignored = masks.get("SigIgn", 0) | (_IGNORED_BY_DEFAULT & ~masks.get("SigCgt", 0))
+    ignored = procfs.signal_mask(fields, "SigIgn") | (_IGNORED_BY_DEFAULT & ~procfs.signal_mask(fields, "SigCgt"))
     return bool(ignored & 1 << (signal_number - 1))
 
 
@@ -457,5 +492,5 @@ def _exit_status(status: int | None) -> int:
     if status is None:
         return 128 + signal.SIGKILL
     if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
+        return DiedBySignal(os.WTERMSIG(status))
     return os.WEXITSTATUS(status)

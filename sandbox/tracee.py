@@ -17,18 +17,18 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from . import _ptrace
-from .abi import Abi, syscall_number
-from .decode import Malformed
+from . import _ptrace, procfs
+from .errors import Malformed, TraceeGone
+from .libc import raw_syscall
+
+if TYPE_CHECKING:
+    from .emulate import Wait
 
 O_PATH = 0o10000000
 RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_IN_ROOT = 0x10
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_OPENAT2 = syscall_number(Abi.X86_64, "openat2")
 
 
 class _OpenHow(ctypes.Structure):
@@ -37,7 +37,7 @@ class _OpenHow(ctypes.Structure):
 
 def openat2(directory: int, path: bytes, flags: int, resolve: int) -> int:
     how = _OpenHow(flags | os.O_CLOEXEC, 0, resolve)
-    fd = _libc.syscall(_OPENAT2, directory, path, ctypes.byref(how), ctypes.sizeof(how))
+    fd = raw_syscall("openat2", directory, path, ctypes.byref(how), ctypes.sizeof(how))
     if fd < 0:
         err = ctypes.get_errno()
         raise Malformed(err, f"{os.fsdecode(path)}: {os.strerror(err)}")
@@ -92,11 +92,7 @@ _CAP_SYS_PTRACE = 1 << 19
 
 
 def credentials(pid: int | str) -> Credentials:
-    fields: dict[str, str] = {}
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            key, _, value = line.partition(":")
-            fields[key] = value.strip()
+    fields = procfs.status(pid)
     return Credentials(
         tuple(int(v) for v in fields["Uid"].split()),
         tuple(int(v) for v in fields["Gid"].split()),
@@ -106,7 +102,15 @@ def credentials(pid: int | str) -> Credentials:
 
 
 @dataclass
-class Known:
+class Waiting:
+    """A thread made to wait (ppoll) in place of a call, and how to end the wait."""
+
+    original: Any  # its registers at the call
+    wait: Wait
+
+
+@dataclass
+class ThreadState:
     """What the supervisor keeps about one tracee thread from one stop to the next.
     _fastpath.c reads `pidfd` and `verdicts` by these names."""
 
@@ -120,6 +124,15 @@ class Known:
     # The verdicts filed for this thread's executable, which _fastpath may serve its
     # calls from; None while every stop of the thread must go to Python.
     verdicts: dict[bytes, int] | None = None
+    # Running a socketcall rewritten into its direct call: the registers to restore.
+    rewritten: Any = None
+    # Waiting in place of a call that would have blocked.
+    waiting: Waiting | None = None
+    # Running a call again after a wait, by where the call is and its number: decided
+    # again, but not recorded again.
+    running_again: tuple[int, int] | None = None
+    # When a call that waits and runs again gives up (SO_SNDTIMEO), in monotonic ns.
+    give_up_at: int | None = None
 
     def forget_image(self) -> None:
         """After exec: another executable, recomputed capabilities, maybe another tid."""
@@ -141,9 +154,9 @@ class Known:
 class StopContext:
     """One stop of one tracee thread. Implements calls.Process; close() when done."""
 
-    def __init__(self, tid: int, known: Known):
+    def __init__(self, tid: int, thread: ThreadState):
         self.tid = tid
-        self.known = known
+        self.thread = thread
         self._sockets: dict[int, SocketCopy] = {}
         self._descriptors: dict[int, int] = {}
         self._starts: dict[str, int] = {}  # the tracee's root and working directory
@@ -162,21 +175,21 @@ class StopContext:
     # -- the process ------------------------------------------------------------------
 
     def exe(self) -> str | None:
-        if not self.known.exe_read:
+        if not self.thread.exe_read:
             try:
-                self.known.exe = os.readlink(f"/proc/{self.tid}/exe")
+                self.thread.exe = os.readlink(f"/proc/{self.tid}/exe")
             except OSError:
-                self.known.exe = None
-            self.known.exe_read = True
-        return self.known.exe
+                self.thread.exe = None
+            self.thread.exe_read = True
+        return self.thread.exe
 
     def credentials(self) -> Credentials:
-        if self.known.credentials is None:
+        if self.thread.credentials is None:
             try:
-                self.known.credentials = credentials(self.tid)
+                self.thread.credentials = credentials(self.tid)
             except (OSError, KeyError, ValueError):
-                raise _ptrace.TraceeGone(self.tid) from None
-        return self.known.credentials
+                raise TraceeGone(self.tid) from None
+        return self.thread.credentials
 
     # -- descriptors ------------------------------------------------------------------
 
@@ -192,20 +205,20 @@ class StopContext:
             copy = self._keep(_ptrace.pidfd_getfd(pidfd, fd))
         except OSError as error:
             raise Malformed(error.errno or errno.EBADF, f"fd {fd}") from None
-        if self.known.pidfd_is_the_group:
+        if self.thread.pidfd_is_the_group:
             self._check_same_file(fd, copy)
         return copy
 
     def _thread_pidfd(self) -> int:
-        known = self.known
-        if known.pidfd is None:
+        thread = self.thread
+        if thread.pidfd is None:
             try:
-                known.pidfd = _ptrace.pidfd_open(self.tid, _ptrace.PIDFD_THREAD)
-                known.pidfd_is_the_group = False
+                thread.pidfd = _ptrace.pidfd_open(self.tid, _ptrace.PIDFD_THREAD)
+                thread.pidfd_is_the_group = False
             except OSError:  # before Linux 6.9: a pidfd names the thread group
-                known.pidfd = _ptrace.pidfd_open(_thread_group(self.tid))
-                known.pidfd_is_the_group = True
-        return known.pidfd
+                thread.pidfd = _ptrace.pidfd_open(procfs.thread_group(self.tid))
+                thread.pidfd_is_the_group = True
+        return thread.pidfd
 
     def _check_same_file(self, fd: int, copy: int) -> None:
         """A thread may have its own descriptor table (clone without CLONE_FILES); the
@@ -301,7 +314,7 @@ class StopContext:
         # followed, and only into the tracee's own descriptors.
         path = re.sub(rb"^/proc/(self|thread-self)(?=/|$)", b"/proc/%d" % self.tid, path)
         own = re.match(rb"^/proc/(\d+)/(fd/\d+|cwd|root)(?:/+(.*))?$", path, re.DOTALL)
-        if own and int(own[1]) in (self.tid, _thread_group(self.tid)):
+        if own and int(own[1]) in (self.tid, procfs.thread_group(self.tid)):
             link, rest = own[2], own[3] or b"."
             if link.startswith(b"fd/"):
                 return self.descriptor(int(link[3:])), rest, RESOLVE_NO_MAGICLINKS
@@ -343,14 +356,3 @@ def _nowhere() -> int:
     fd = os.open(path, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     os.rmdir(path)
     return fd
-
-
-def _thread_group(tid: int) -> int:
-    try:
-        with open(f"/proc/{tid}/status") as status:
-            for line in status:
-                if line.startswith("Tgid:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return tid

@@ -9,6 +9,7 @@ failing closed on the unknown.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import re
@@ -19,12 +20,14 @@ import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import TcpServer, UdpServer, UnixServer, sockbox, write_profile
+from conftest import (SOCKBOX, TESTS, TcpServer, Terminal, UdpServer, UnixServer, in_new_netns, sockbox,
+                      write_profile)
 
 
 def guarded_profile(directory, allowed_port: int, extra: str = "") -> str:
@@ -377,7 +380,7 @@ def test_no_writing_into_processes_outside_the_sandbox(programs, bits):
 
 def test_the_x32_abi_is_killed(programs):
     result = sockbox("run", "--", programs("escape", 64), "x32")
-    assert result.returncode == 128 + signal.SIGSYS
+    assert result.returncode == -signal.SIGSYS  # the program died of it, and sockbox after it
 
 
 def test_killing_the_supervisor_kills_the_sandbox(programs, tmp_path, denied_tcp):
@@ -601,3 +604,182 @@ def test_a_learned_run_cannot_write_rules_into_its_profile(tmp_path):
     allowed = sockbox("explain", "-p", str(learned), "connect", f"unix:{tmp_path}/x{injected}")
     assert allowed.returncode == 0, allowed.stdout
     assert sockbox("explain", "-p", str(learned), "connect", f"unix:{tmp_path}/x").returncode == 1
+
+
+# --- the terminal -----------------------------------------------------------------------
+
+TTY_ROADS = [("libc", 64), ("libc", 32), ("int80", 64)]
+INJECTED = "echo PWNED-BY-THE-SANDBOX\n"
+
+
+def run_on_a_terminal(command: list[str]) -> tuple[str, bytes]:
+    """Run `command` with a new pseudo-terminal as its controlling terminal, as a shell
+    runs a job; return what it printed and the input queued on the terminal once it has
+    ended (what the user's shell would read and run next)."""
+    master, slave = os.openpty()
+    os.fchown(slave, 65534, 65534)  # so that nobody may open it as its /dev/tty
+
+    def become_its_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    try:
+        result = subprocess.run(command, stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=become_its_terminal, timeout=60)
+        attributes = termios.tcgetattr(slave)
+        attributes[3] &= ~termios.ICANON  # read what is queued, lines or not
+        attributes[6][termios.VMIN], attributes[6][termios.VTIME] = 0, 0
+        termios.tcsetattr(slave, termios.TCSANOW, attributes)
+        queued = os.read(slave, 4096)
+    finally:
+        os.close(master)
+        os.close(slave)
+    return result.stdout.decode() + result.stderr.decode(), queued
+
+
+@pytest.mark.parametrize("user", ["root", "nobody"] if os.geteuid() == 0 else ["self"])
+@pytest.mark.parametrize("road,bits", TTY_ROADS, ids=[f"{r}{b}" for r, b in TTY_ROADS])
+def test_the_terminal_is_not_a_way_out(programs, road, bits, user):
+    # TIOCSTI pushes a line into the terminal's input, which the user's shell reads and
+    # runs once the sandbox has ended. Natively (dev.tty.legacy_tiocsti = 1 here) the
+    # line is queued; in the sandbox the ioctl fails with EIO and nothing is.
+    as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if user == "nobody" else []
+    program = [programs("tty", bits), road, INJECTED]
+    native_output, native_queued = run_on_a_terminal([*as_user, *program])
+    assert native_output.strip() == "OK" and native_queued == INJECTED.encode(), native_output
+    output, queued = run_on_a_terminal([*as_user, *SOCKBOX, "run", "-q", "--", *program])
+    assert output.strip() == "ERR EIO"
+    assert queued == b""
+
+
+def test_tioclinux_paste_is_refused(programs):
+    output, queued = run_on_a_terminal([*SOCKBOX, "run", "-q", "--", programs("tty", 64), "linux", "x"])
+    assert output.strip() == "ERR EPERM" and queued == b""
+
+
+def test_an_interactive_shell_still_works_on_its_terminal():
+    shell = Terminal("run", "--", "bash", "--norc", "--noprofile", "-i")
+    shell.type(b"echo typed-$((20 + 22)); exit 5\n")
+    shell.read_until(b"typed-42")
+    assert shell.exit_status() == 5
+
+
+# --- ports and addresses that describe nothing: raw and packet sockets --------------------
+
+RAW_PROFILE = """
+[profile]
+description = "raw sockets may be made; only loopback port 4243 may be reached"
+[[rule]]
+calls = ["socket"]
+family = ["inet", "inet6"]
+action = "allow"
+[[rule]]
+calls = ["connect", "sendto", "sendmsg", "sendmmsg"]
+address = ["127.0.0.0/8", "::1/128"]
+port = [4243, 17]
+action = "allow"
+[[rule]]
+calls = ["send", "recv", "recvfrom", "getsockopt", "setsockopt"]
+action = "allow"
+"""
+RAW_ROADS = [(mode, bits) for mode in ("connect", "sendto", "hdrincl", "sendto6") for bits in (64, 32)]
+
+
+def reach(tmp_path: Path, command: list[str]) -> tuple[str, dict]:
+    """`command` in a network namespace of its own (with CAP_NET_RAW there), beside the
+    listeners of tests/reach.py on port 4242; what it printed and what reached them."""
+    report = tmp_path / "reached.json"
+    result = subprocess.run(in_new_netns([sys.executable, str(TESTS / "reach.py"), str(report), "--",
+                                          *command]), capture_output=True, text=True, timeout=120)
+    assert report.exists(), result.stderr
+    return result.stdout.strip(), json.loads(report.read_text())
+
+
+@pytest.mark.parametrize("mode,bits", RAW_ROADS, ids=[f"{m}{b}" for m, b in RAW_ROADS])
+def test_a_port_condition_does_not_hold_for_a_raw_socket(programs, tmp_path, mode, bits):
+    # A raw socket names an allowed port in its sockaddr and writes a UDP header to
+    # another: the port (and, with IP_HDRINCL, the address) describes nothing. Natively
+    # the datagram reaches the listener on 4242.
+    allowed = "17" if mode == "sendto6" else "4243"  # IPv6 raw reads the port as the protocol
+    program = [programs("raw", bits), mode, allowed, "4242"]
+    output, native = reach(tmp_path, program)
+    assert output == "OK" and native["datagrams"] == 1, (output, native)
+    profile = write_profile(tmp_path, RAW_PROFILE)
+    output, sandboxed = reach(tmp_path, [*SOCKBOX, "run", "-q", "-p", profile, "--", *program])
+    step = "connect" if mode == "connect" else "sendto"
+    assert output == f"{step} ERR EACCES", output
+    assert sandboxed["datagrams"] == 0
+
+
+def test_a_raw_socket_is_allowed_by_a_rule_that_says_so(programs, tmp_path):
+    profile = write_profile(tmp_path, RAW_PROFILE + """
+[[rule]]
+calls = ["connect", "sendto"]
+type = ["raw"]
+action = "allow"
+""")
+    output, reached = reach(tmp_path, [*SOCKBOX, "run", "-q", "-p", profile, "--",
+                                       programs("raw", 64), "sendto", "4243", "4242"])
+    assert output == "OK" and reached["datagrams"] == 1
+
+
+@pytest.mark.parametrize("bits", [64, 32])
+def test_the_obsolete_spelling_of_a_packet_socket_is_judged_as_one(programs, tmp_path, bits):
+    # socket(AF_INET, SOCK_PACKET) gets a packet socket: a rule for inet sockets must
+    # not allow it.
+    program = [programs("raw", bits), "packet", "0", "0"]
+    output, _ = reach(tmp_path, program)
+    assert output == "OK"
+    output, _ = reach(tmp_path, [*SOCKBOX, "run", "-q", "-p", write_profile(tmp_path, RAW_PROFILE), "--",
+                                 *program])
+    assert output == "socket ERR EACCES"
+    packet_allowed = write_profile(tmp_path, '[[rule]]\ncalls = ["socket"]\nfamily = ["packet"]\n'
+                                             'action = "allow"\n', name="packet.toml")
+    output, _ = reach(tmp_path, [*SOCKBOX, "run", "-q", "-p", packet_allowed, "--", *program])
+    assert output == "OK"
+
+
+PING = """
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+s.settimeout(5)
+echo = struct.pack("!BBHHH", 8, 0, 0, 0, 1) + b"exfiltrated"
+try:
+    s.sendto(echo, ("127.0.0.1", 443))
+except OSError as error:
+    sys.exit(f"sendto {error.strerror}")
+print("reply" if s.recv(1024)[8:] == b"exfiltrated" else "other")
+"""
+
+
+def test_a_ping_socket_cannot_ride_on_an_allowed_port(tmp_path):
+    # An ICMP echo carries any payload to any host; its sockaddr's port means nothing,
+    # so web's port 443 must not let it out.
+    setup = "sysctl -qw net.ipv4.ping_group_range='0 2147483647'"
+    native = subprocess.run(in_new_netns(["python3", "-c", PING], setup), capture_output=True,
+                            text=True, timeout=60)
+    assert native.stdout.strip() == "reply", native.stderr
+    sandboxed = subprocess.run(in_new_netns([*SOCKBOX, "run", "-q", "-p", "web", "--", "python3", "-c",
+                                             PING], setup), capture_output=True, text=True, timeout=60)
+    assert "sendto Permission denied" in sandboxed.stderr, sandboxed.stdout + sandboxed.stderr
+
+
+SETSOCKOPT = """
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+try:
+    s.setsockopt(socket.IPPROTO_IPV6, {option}, b"")
+    print("OK")
+except OSError as error:
+    print(error.strerror)
+"""
+
+
+@pytest.mark.parametrize("option,name", [(6, "IPV6_2292PKTOPTIONS"), (57, "IPV6_RTHDR")])
+def test_routing_headers_cannot_be_set_inside_other_options(option, name):
+    # IPV6_2292PKTOPTIONS takes control messages, a routing header among them: it is
+    # refused like IPV6_RTHDR itself. Natively (clearing them) the call succeeds.
+    code = SETSOCKOPT.format(option=option)
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout == "OK\n"
+    result = sockbox("run", "-q", "-p", "localhost", "--", sys.executable, "-c", code)
+    assert result.stdout == "Operation not permitted\n", (name, result.stderr)

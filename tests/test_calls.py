@@ -20,10 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sandbox.abi import ARGS, Abi, socketcall_nargs
-from sandbox.calls import MSG_CMSG_COMPAT as CMSG_COMPAT
 from sandbox.calls import Subject, describe, int32
-from sandbox.decode import (UIO_MAXIOV, Inet4, Inet6, Malformed, Netlink, Unix, Unspec, Unknown,
-                            decode_words, mmsghdr_size, msghdr_size)
+from sandbox.decode import (UIO_MAXIOV, Inet4, Inet6, Netlink, Unix, Unspec, Unknown, decode_words,
+                            mmsghdr_size, msghdr_size)
+from sandbox.errors import Malformed
+from sandbox.names import MSG_CMSG_COMPAT as CMSG_COMPAT
 from sandbox.profile import load_profile
 from sandbox.rules import ADDRESS_CALLS
 from sandbox.names import (AF_INET, AF_INET6, AF_NETLINK, AF_UNIX, AF_UNSPEC, IPPROTO_TCP,

@@ -82,7 +82,7 @@ def test_check_missing_profile(tmp_path: Path) -> None:
     result = sockbox_check("nonesuch", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stdout.startswith("nonesuch: ")
-    assert str(tmp_path / "nonesuch") in result.stdout and "built-in" in result.stdout
+    assert "no built-in profile 'nonesuch'" in result.stdout and "./nonesuch" in result.stdout
 
 
 def test_check_never_crashes_on_a_strange_glob(tmp_path: Path) -> None:

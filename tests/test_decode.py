@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 
 from sandbox import decode
 from sandbox.abi import Abi
-from sandbox.decode import (Inet4, Inet6, Malformed, MsgHdr, Netlink, Unix, Unknown, Unspec,
-                            check_addrlen, decode_for_socket, decode_msghdr, decode_sockaddr,
-                            decode_words, mmsghdr_size, msghdr_size)
+from sandbox.decode import (Inet4, Inet6, MsgHdr, Netlink, Unix, Unknown, Unspec, check_addrlen,
+                            decode_for_socket, decode_msghdr, decode_sockaddr, decode_words,
+                            mmsghdr_size, msghdr_size)
+from sandbox.errors import Malformed
 from sandbox.names import AF_INET, AF_INET6, AF_NETLINK, AF_UNIX, AF_UNSPEC, SOCK_DGRAM, SOCK_STREAM
 
 pytestmark = pytest.mark.pure

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from sandbox import bpf
 from sandbox import filter as compiler
 from sandbox.abi import Abi, SOCKETCALL, subcall_number, syscall_number
-from sandbox.calls import int32
+from sandbox.calls import int32, socket_call
 from sandbox.decode import Inet4, Inet6, Netlink, Unix, Unspec
 from sandbox.errors import ProfileError
 from sandbox.names import MSG_FASTOPEN, SUBCALLS
@@ -432,6 +432,48 @@ def test_seccomp_new_listener_is_refused(name, abi):
         assert run_call(program, abi, "seccomp", op, flags, 0x1000) == ALLOW, (op, flags)
 
 
+@pytest.mark.parametrize("name", PROFILES)
+@pytest.mark.parametrize("abi", ABIS, ids=abi_id)
+def test_pushing_input_into_a_terminal_is_refused(name, abi):
+    _, program = compiled(name)
+    tiocsti, tioclinux = 0x5412, 0x541C
+    for upper in (0, 0xFFFF_FFFF_0000_0000):  # the kernel takes cmd as an unsigned int
+        assert run_call(program, abi, "ioctl", 0, upper | tiocsti, 0x1000) == ERRNO(errno.EIO)
+        assert run_call(program, abi, "ioctl", 0, upper | tioclinux, 0x1000) == ERRNO(errno.EPERM)
+    for cmd in (0x5401, 0x5413, 0x541B, 0x541D):  # TCGETS, TIOCGWINSZ, FIONREAD, TIOCCONS
+        assert run_call(program, abi, "ioctl", 0, cmd, 0x1000) == ALLOW
+
+
+# sockbox's own rules: options that reroute packets, or connect or bind addresses given
+# in their value (SCTP), whatever the profile says.
+REFUSED_OPTIONS = [("setsockopt", 0, 4), ("setsockopt", 41, 57), ("setsockopt", 41, 5),
+                   ("setsockopt", 41, 6), ("setsockopt", 41, 9), ("setsockopt", 132, 107),
+                   ("setsockopt", 132, 110), ("setsockopt", 132, 100), ("setsockopt", 132, 101),
+                   ("getsockopt", 132, 111)]
+
+
+@pytest.mark.parametrize("name", PROFILES)
+@pytest.mark.parametrize("abi", ABIS, ids=abi_id)
+@pytest.mark.parametrize("call,level,option", REFUSED_OPTIONS)
+def test_options_that_reroute_or_connect_are_refused(name, abi, call, level, option):
+    profile, program = compiled(name)
+    word = run_call(program, abi, call, 3, level, option, 0x1000, 16)
+    assert word in (ERRNO(errno.EPERM), TRACE)  # audited where the profile records denials
+    verdict = profile.decide(Call(call, level=level, option=option, family=2, type=1, protocol=0))
+    assert verdict.action is Action.DENY and verdict.errno == errno.EPERM
+    assert verdict.rule is not None and verdict.rule.label.startswith("sockbox:")
+
+
+def test_sctp_destinations_in_control_data_are_refused():
+    from sandbox.control import _native_control
+    from sandbox.errors import Malformed
+    for level, kind in ((132, 7), (132, 8), (41, 9), (41, 57), (0, 7)):
+        message = struct.pack("=Qii", 16 + 8, level, kind) + bytes(8)
+        with pytest.raises(Malformed) as caught:
+            _native_control(bytearray(message), None)  # refused before any descriptor is read
+        assert caught.value.errno == errno.EPERM
+
+
 # --- socket() and socketpair(): everything is in registers ---------------------------------
 
 
@@ -443,7 +485,7 @@ def test_socket_grid_is_sound(name, abi, call):
     failures = []
     for family, sock_type, protocol in SOCKET_GRID:
         word = run_call(program, abi, call, family, sock_type, protocol, 0x1000)
-        subject = Call(call, family=family, type=sock_type, protocol=protocol)
+        subject = socket_call(call, family, sock_type, protocol, None)
         if problem := unsound(profile, word, [subject]):
             failures.append(f"{abi.value} {call}({family}, {sock_type:#x}, {protocol}): {problem}")
     assert not failures, f"{len(failures)} unsound answers, e.g.:\n" + "\n".join(failures[:10])
@@ -459,7 +501,7 @@ def test_socket_grid_is_settled_in_kernel(name, abi, call):
     failures = []
     for family, sock_type, protocol in SOCKET_GRID:
         word = run_call(program, abi, call, family, sock_type, protocol)
-        want = kernel_word(profile, Call(call, family=family, type=sock_type, protocol=protocol))
+        want = kernel_word(profile, socket_call(call, family, sock_type, protocol, None))
         if word != want:
             failures.append(f"{abi.value} {call}({family}, {sock_type:#x}, {protocol}): "
                             f"filter {show(word)}, expected {show(want)}")
@@ -478,7 +520,7 @@ def test_socket_int_arguments_ignore_upper_half(name, call):
                      (family, sock_type, (0xDEAD << 32) | protocol)]:
             word = run_call(program, Abi.X86_64, call, *args)
             assert word == truncated, f"{call}{args}: {show(word)} != {show(truncated)}"
-            check(profile, word, [Call(call, family=int32(args[0]), type=int32(args[1]), protocol=int32(args[2]))],
+            check(profile, word, [socket_call(call, int32(args[0]), int32(args[1]), int32(args[2]), None)],
                   f"{call}{args}")
 
 
@@ -636,7 +678,7 @@ def test_each_condition_alone_is_decided_exactly(key, value, action):
     for abi in ABIS:
         for family, sock_type, protocol in SOCKET_GRID:
             word = run_call(program, abi, "socket", family, sock_type, protocol)
-            want = kernel_word(profile, Call("socket", family=family, type=sock_type, protocol=protocol))
+            want = kernel_word(profile, socket_call("socket", family, sock_type, protocol, None))
             assert word == want, f"{abi.value} socket({family}, {sock_type:#x}, {protocol}): {show(word)} != {show(want)}"
 
 
@@ -682,7 +724,7 @@ def register(abi: Abi, vocabulary: Sequence[int]):
 def socket_vocabulary(profile: Profile) -> tuple[list[int], list[int], list[int]]:
     """Families, types and protocols the profile's rules name, a few no rule names, and
     extra weight on inet, stream/dgram and protocol 0: where 0 means TCP or UDP."""
-    families, types, protocols = {1, 2, 10, 16, 45, 0x80000002}, {1, 2, 3, 15}, {0, 9}
+    families, types, protocols = {1, 2, 10, 16, 17, 45, 0x80000002}, {1, 2, 3, 10, 15}, {0, 9}
     for rule in profile.rules:
         families |= rule.family or set()
         types |= rule.type or set()
@@ -707,7 +749,7 @@ def test_random_profiles_decide_socket_like_the_supervisor(profile, data):
         family, sock_type, protocol = (data.draw(register(abi, words)) for words in vocabulary)
         word = run_call(program, abi, call, family, sock_type, protocol)
         # The supervisor reads int arguments as the kernel does: low 32 bits, signed.
-        want = kernel_word(profile, Call(call, family=int32(family), type=int32(sock_type), protocol=int32(protocol)))
+        want = kernel_word(profile, socket_call(call, int32(family), int32(sock_type), int32(protocol), None))
         assert word == want, (f"{abi.value} {call}({family:#x}, {sock_type:#x}, {protocol:#x}): "
                               f"filter {show(word)}, decide {show(want)}\n{profile.text}")
 
@@ -731,7 +773,7 @@ def possible_calls(abi: Abi, name: str, args: tuple[int, ...]) -> list[Call]:
     """What the supervisor may see for a direct syscall with these registers."""
     if name in ("socket", "socketpair"):
         family, sock_type, protocol = (int32(a) for a in args[:3])
-        return [Call(name, family=family, type=sock_type, protocol=protocol, exe=exe) for exe in EXES]
+        return [socket_call(name, family, sock_type, protocol, exe) for exe in EXES]
     null_address = args[4] & abi.word_mask == 0
     if name == "sendto" and (null_address or int32(args[5]) == 0):
         return fd_calls(name, "send", FEW_SOCKETS)

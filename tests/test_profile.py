@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from conftest import BUILTINS, FIRST_RULE, FULL, connect, load
-from sandbox import ProfileError
 from sandbox.decode import Inet4
 from sandbox.profile import LogLevel, builtin_names, load_profile
 from sandbox.rules import Action, Call, Glob, PortRange, Protocol
@@ -150,27 +149,6 @@ def test_builtin_by_name_with_or_without_toml(name: str, tmp_path: Path,
     assert plain.rules == dotted.rules
     assert plain.description and plain.description == dotted.description
     assert all(rule.label.startswith(f"{name}.toml:rule[") for rule in plain.rules)
-
-
-def test_an_existing_file_wins_over_a_builtin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    Path("web.toml").write_text('[profile]\ndescription = "my own web"\n')
-    assert load_profile("web.toml").description == "my own web"
-    assert load_profile("web").description != "my own web"   # no file "web": the built-in
-    Path("web").write_text('[profile]\ndescription = "extensionless"\n')
-    assert load_profile("web").description == "extensionless"
-    assert load_profile(tmp_path / "web.toml").description == "my own web"  # a PathLike
-
-
-@pytest.mark.parametrize("spec", ["nonesuch", "nonesuch.toml", "sub/web.toml"])
-def test_neither_file_nor_builtin(spec: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(ProfileError) as caught:
-        load_profile(spec)
-    message = str(caught.value)
-    assert caught.value.file == spec
-    assert str(tmp_path / spec) in message        # the file looked for
-    assert "built-in" in message and "web" in message   # and the built-ins
 
 
 @pytest.mark.parametrize("name", BUILTINS)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import socket
 import stat
@@ -19,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import Terminal, UnixServer, sockbox, write_profile
+from conftest import SOCKBOX, Terminal, UnixServer, sockbox, write_profile
 
 # How a socket call enters the kernel (see tests/c/netprobe.c). From a 32-bit build,
 # "syscall" already is the direct i386 syscall, so "int80" would repeat it.
@@ -243,9 +244,41 @@ def test_exit_status_of_the_command():
     assert sockbox("run", "sh", "-c", "exit 0").returncode == 0
 
 
-def test_signal_death_is_128_plus_n():
-    assert sockbox("run", "--", "sh", "-c", "kill -TERM $$").returncode == 128 + signal.SIGTERM
-    assert sockbox("run", "--", "sh", "-c", "kill -SEGV $$").returncode == 128 + signal.SIGSEGV
+def test_a_command_killed_by_a_signal_ends_sockbox_by_the_same_signal():
+    for sig in (signal.SIGTERM, signal.SIGSEGV, signal.SIGINT):
+        # subprocess reports a death by signal S as -S, a shell as 128 + S
+        assert sockbox("run", "--", "sh", "-c", f"kill -{sig.name[3:]} $$").returncode == -sig
+        shell = subprocess.run(["sh", "-c", '"$@"; echo "status $?"', "-", *SOCKBOX, "run", "--",
+                                "sh", "-c", f"kill -{sig.name[3:]} $$"], capture_output=True, text=True)
+        assert shell.stdout == f"status {128 + sig}\n"
+        assert "core" not in shell.stderr  # sockbox's own end dumps no core
+
+
+def test_ctrl_c_stops_a_shell_loop_of_sockbox_runs():
+    # bash ends a loop when its foreground command died of SIGINT, not when it exited 130.
+    pid, master = pty.fork()
+    if pid == 0:  # pragma: no cover - the child becomes an interactive shell
+        os.execvp("bash", ["bash", "--norc", "--noprofile", "-i"])
+    output = b""
+
+    def read_until(token: bytes) -> None:
+        nonlocal output
+        deadline = time.monotonic() + 20
+        while token not in output:
+            assert time.monotonic() < deadline, output.decode(errors="replace")
+            output += os.read(master, 4096)
+
+    command = " ".join(SOCKBOX)
+    os.write(master, f"for i in 1 2 3; do {command} run -- sleep 5; echo round-$((i * 11)); done; "
+                     f"echo loop-$((6 * 7))\n".encode())
+    time.sleep(2)  # sockbox and sleep are running
+    os.write(master, b"\x03")  # Ctrl-C
+    os.write(master, b"echo after-$((2 * 3))\n")
+    read_until(b"after-6")
+    assert b"round-11" not in output and b"loop-42" not in output, output.decode(errors="replace")
+    os.write(master, b"exit\n")
+    os.waitpid(pid, 0)
+    os.close(master)
 
 
 def test_command_not_found_and_not_executable(tmp_path):
@@ -286,7 +319,7 @@ def test_first_word_that_is_not_an_option_starts_the_command():
 @pytest.mark.parametrize("arguments,message", [
     (["run"], "Missing argument"),
     (["run", "--no-such-option", "true"], "No such option"),
-    (["run", "-p", "no-such-profile", "true"], "no such profile"),
+    (["run", "-p", "no-such-profile", "true"], "no built-in profile"),
     (["run", "--allow", "conect=1.2.3.4", "true"], "unknown call 'conect'"),
     (["run", "--log-format", "xml", "--log", "-", "true"], "xml"),
 ])

@@ -28,7 +28,8 @@ AF_UNIX, AF_INET6, AF_NETLINK = 1, 10, 16
     ("1.2.3.4:80,443", {"address": (ipaddress.ip_network("1.2.3.4/32"),),
                         "port": (PortRange(80, 80), PortRange(443, 443))}),
     ("1.2.3.4", {"address": (ipaddress.ip_network("1.2.3.4/32"),)}),
-    ("::1", {"address": (ipaddress.ip_network("::1/128"),)}),
+    ("[::1]", {"address": (ipaddress.ip_network("::1/128"),)}),
+    ("[::1]:80", {"address": (ipaddress.ip_network("::1/128"),), "port": (PortRange(80, 80),)}),
     ("unix:/run/x.sock", {"path": (Glob("/run/x.sock"),)}),
     ("unix:/run/**", {"path": (Glob("/run/**"),)}),
     ("unix:@name", {"abstract": (Glob("name"),)}),
@@ -44,6 +45,7 @@ def test_parse_target(text: str, conditions: dict) -> None:
 @pytest.mark.parametrize("text", [
     "", "*", "1.2.3.4:99999", "1.2.3.4:http", "10.0.0.1/8:80", "300.1.1.1:80", "example.com:80",
     "[2001:db8::1", "[2001:db8::1]53", "unix:relative.sock", "1.2.3.4:90-80",
+    "::1", "::1:80", "2001:db8::/32", "inte",
 ])
 def test_parse_target_rejects(text: str) -> None:
     with pytest.raises(ValueError):
