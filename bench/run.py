@@ -1,16 +1,19 @@
-"""sockbox benchmark: the same workloads, natively and under sockbox, strace and firejail.
+"""sockbox benchmark: the same workloads, natively and under sockbox and its peers.
 
-    .venv/bin/python bench/run.py [--quick] [--out DIR]
+    .venv/bin/python bench/run.py [--quick] [--editable] [--out DIR]
 
-Compiles the C workloads in bench/c/, starts loopback servers, runs every (workload,
-tool) pair R times round-robin, and writes table.txt, results.json and
-overhead_vs_threads.png to DIR (default bench/results/). See bench/README.md.
+Installs sockbox from this checkout into a fresh virtualenv (or, with --editable, uses
+.venv's editable install), compiles the C workloads in bench/c/ (64- and 32-bit),
+starts loopback servers, runs every (workload, tool) pair R times round-robin, and
+writes table.txt, results.json and overhead_vs_threads.png to DIR (default
+bench/results/). See bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -22,14 +25,23 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-SOCKBOX = ROOT / ".venv" / "bin" / "sockbox"
-TOOLS = ("native", "sockbox", "strace", "firejail")
-PROGRAMS = ("server", "connect_storm", "udp_send", "send_recv", "cpu_file", "forker")
+EDITABLE = ROOT / ".venv"
+TOOLS = ("native", "sockbox", "strace", "firejail", "sandlock")
+WRAPPERS = TOOLS[:4]  # the tools that run a command line; sandlock runs from Python
+# (program, its 32-bit build too): a 32-bit build is NAME32, made with gcc -m32, whose
+# glibc makes every socket call through socketcall(102).
+PROGRAMS = (("server", False), ("connect_storm", True), ("setsockopt_storm", True),
+            ("udp_send", False), ("send_recv", False), ("cpu_file", False), ("forker", False))
 THREADS = (1, 8, 64)
+PROFILE = "localhost"  # what sockbox runs every workload under, except where one names its own
+FAMILY_PROFILE = BENCH / "family.toml"
+API_RUNS = BENCH / "api_runs.py"
 TIMEOUT = 600  # seconds for one command: a hang is reported, never waited out
 
 
@@ -37,35 +49,77 @@ TIMEOUT = 600  # seconds for one command: a hang is reported, never waited out
 class Config:
     rounds: int
     storm_n: int  # connects per storm, split across the threads
+    storm32_n: int  # connects in the i386 storm (three stops each: fewer, in the same time)
     udp_n: int
     sendrecv_n: int
+    family_n: int  # round trips under the family rule (two stops each)
     cpu_n: int
     startup_reps: int  # `true` runs per tool per round
     http_k: int  # requests in the K-URL curl invocation
     children: int  # forks for the supervisor memory workload
     stops_n: int  # ops in the one extra sockbox --log run per workload
+    sockopt_n: int  # setsockopt calls per storm
+    api_n: int  # timed runs of `true` from Python per sample
 
 
-FULL = Config(rounds=5, storm_n=40000, udp_n=40000, sendrecv_n=100000, cpu_n=5000,
-              startup_reps=30, http_k=1000, children=10000, stops_n=2000)
-QUICK = Config(rounds=3, storm_n=10000, udp_n=10000, sendrecv_n=20000, cpu_n=2000,
-               startup_reps=10, http_k=400, children=10000, stops_n=1000)
+FULL = Config(rounds=5, storm_n=40000, storm32_n=10000, udp_n=40000, sendrecv_n=100000,
+              family_n=25000, cpu_n=5000, startup_reps=30, http_k=1000, children=10000,
+              stops_n=2000, sockopt_n=50000, api_n=40)
+QUICK = Config(rounds=3, storm_n=10000, storm32_n=4000, udp_n=10000, sendrecv_n=20000,
+               family_n=8000, cpu_n=2000, startup_reps=10, http_k=400, children=10000,
+               stops_n=1000, sockopt_n=20000, api_n=20)
 
 
 class BenchError(Exception):
     """A tool failed on a workload: reported in the table, not raised further."""
 
 
+class NotAvailable(BenchError):
+    """A tool cannot do this workload at all (e.g. an API the installed sockbox lacks):
+    shown as n/a and not tried again."""
+
+
+@dataclass(frozen=True)
+class Sockbox:
+    """The sockbox that is measured."""
+
+    cli: str  # its `sockbox` command
+    python: str  # the interpreter that imports it, for the API rows
+    source: str  # how it was installed, for the header
+
+
+def install_sockbox(work: Path) -> Sockbox:
+    """Install this checkout into a fresh virtualenv, as a user would have it (a built
+    wheel, its bytecode compiled by pip), so that what is measured is what ships."""
+    venv = work / "venv"
+    base = getattr(sys, "_base_executable", sys.executable)  # the interpreter behind .venv
+    for argv in ([base, "-m", "venv", str(venv)],
+                 [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(ROOT)]):
+        done = subprocess.run(argv, check=False, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"bench: {' '.join(argv[:3])} failed:\n{done.stderr[-2000:]}")
+    return Sockbox(str(venv / "bin" / "sockbox"), str(venv / "bin" / "python"),
+                   "pip install of the checkout into a fresh venv")
+
+
+def editable_sockbox() -> Sockbox:
+    # Bytecode written now, as an installed package has it: where PYTHONDONTWRITEBYTECODE
+    # is set, an editable checkout would otherwise compile its sources at every start.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "sandbox")], check=True)
+    return Sockbox(str(EDITABLE / "bin" / "sockbox"), str(EDITABLE / "bin" / "python"),
+                   "the checkout's editable .venv")
+
+
 # --- running commands ----------------------------------------------------------------
 
 
-def wrap(tool: str, cmd: list[str], trapped: str) -> list[str]:
+def wrap(s: Setting, tool: str, cmd: list[str], trapped: str, profile: str = PROFILE) -> list[str]:
     """`cmd` as run under `tool`. `trapped` is the strace -e trace= set: the socket calls
     sockbox stops at for this workload, so that both tracers do the same stops."""
     if tool == "native":
         return cmd
     if tool == "sockbox":
-        return [str(SOCKBOX), "run", "-q", "-p", "localhost", "--", *cmd]
+        return [s.sockbox.cli, "run", "-q", "-p", profile, "--", *cmd]
     if tool == "strace":
         return ["strace", "-f", "-qq", "--seccomp-bpf", "-o", "/dev/null", "-e", f"trace={trapped}", *cmd]
     if tool == "firejail":
@@ -124,10 +178,10 @@ def wall_seconds(argv: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def sockbox_summary(cmd: list[str], cpu: int | None = None) -> dict:
+def sockbox_summary(s: Setting, cmd: list[str], cpu: int | None = None, profile: str = PROFILE) -> dict:
     """Run `cmd` once more under sockbox with --log; the log's last line is the summary."""
     with tempfile.NamedTemporaryFile(suffix=".jsonl") as log:
-        argv = [str(SOCKBOX), "run", "-q", "-p", "localhost", "--log", log.name, "--", *cmd]
+        argv = [s.sockbox.cli, "run", "-q", "-p", profile, "--log", log.name, "--", *cmd]
         done = execute(argv, cpu)
         lines = Path(log.name).read_text().strip().splitlines()
     if not lines:
@@ -142,13 +196,14 @@ def sockbox_summary(cmd: list[str], cpu: int | None = None) -> dict:
 
 def compile_programs(build: Path) -> dict[str, str]:
     binaries = {}
-    for name in PROGRAMS:
-        out = build / name
-        argv = ["gcc", "-O2", "-Wall", "-pthread", "-o", str(out), str(BENCH / "c" / f"{name}.c")]
-        done = subprocess.run(argv, check=False, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SystemExit(f"bench: cannot compile {name}.c:\n{done.stderr}")
-        binaries[name] = str(out)
+    for name, also_32 in PROGRAMS:
+        for built, flags in ((name, []), (f"{name}32", ["-m32"]))[:1 + also_32]:
+            out = build / built
+            argv = ["gcc", "-O2", "-Wall", "-pthread", *flags, "-o", str(out), str(BENCH / "c" / f"{name}.c")]
+            done = subprocess.run(argv, check=False, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"bench: cannot compile {name}.c {' '.join(flags)}:\n{done.stderr}")
+            binaries[built] = str(out)
     return binaries
 
 
@@ -195,6 +250,7 @@ server.serve_forever()
 @dataclass
 class Setting:
     config: Config
+    sockbox: Sockbox
     bin: dict[str, str]
     work: Path
     ports: dict[str, int] = field(default_factory=dict)
@@ -202,6 +258,7 @@ class Setting:
     unavailable: dict[str, str] = field(default_factory=dict)  # tool -> why
     cpu: int = 0  # where send/recv and its echo server run together
     slowest: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # storm -> tool -> ms
+    first_run: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # API row -> tool -> ms
 
     def start_servers(self) -> None:
         # send/recv and its echo server share one CPU: a round trip between two vCPUs
@@ -226,11 +283,15 @@ class Setting:
 
     def check_tools(self) -> None:
         """A tool that cannot run `true` here is reported as unavailable, not run."""
-        for tool in TOOLS[1:]:
+        for tool in WRAPPERS[1:]:
             try:
-                execute(wrap(tool, ["true"], "%network"))
+                execute(wrap(self, tool, ["true"], "%network"))
             except BenchError as error:
                 self.unavailable[tool] = str(error)
+        try:
+            execute(api_cmd(self, "sandlock", 1))
+        except BenchError as error:
+            self.unavailable["sandlock"] = f"{error} (it comes with the bench extra: pip install -e '.[bench]')"
 
     def tools(self) -> list[str]:
         return [tool for tool in TOOLS if tool not in self.unavailable]
@@ -239,17 +300,27 @@ class Setting:
 # --- the workloads: each measures one sample for one tool -----------------------------
 
 
-def storm_cmd(s: Setting, threads: int, n: int) -> list[str]:
-    return [s.bin["connect_storm"], str(s.ports["accept"]), str(n), str(threads)]
+def storm_cmd(s: Setting, threads: int, n: int, program: str = "connect_storm") -> list[str]:
+    return [s.bin[program], str(s.ports["accept"]), str(n), str(threads)]
 
 
-def connect_storm(s: Setting, tool: str, threads: int) -> float:
+def connect_storm(s: Setting, tool: str, threads: int, program: str = "connect_storm") -> float:
     """us per connect (wall time of the storm / connects)."""
-    report = run_workload(wrap(tool, storm_cmd(s, threads, s.config.storm_n), "connect"))
+    n = s.config.storm32_n if program.endswith("32") else s.config.storm_n
+    report = run_workload(wrap(s, tool, storm_cmd(s, threads, n, program), "connect"))
     # The slowest single connect: how long a thread can wait for its turn at the tracer.
-    s.slowest.setdefault(f"connect_x{threads}", {}).setdefault(tool, []).append(
-        report.get("max_connect_us", 0) / 1000)
+    key = f"connect_x{threads}" + ("_i386" if program.endswith("32") else "")
+    s.slowest.setdefault(key, {}).setdefault(tool, []).append(report.get("max_connect_us", 0) / 1000)
     return report["per_op_us"]
+
+
+def sockopt_cmd(s: Setting, n: int, program: str) -> list[str]:
+    return [s.bin[program], str(n)]
+
+
+def setsockopt_storm(s: Setting, tool: str, program: str) -> float:
+    """us per setsockopt(TCP_NODELAY) on one socket."""
+    return per_op_us(wrap(s, tool, sockopt_cmd(s, s.config.sockopt_n, program), "setsockopt"))
 
 
 def udp_cmd(s: Setting, n: int) -> list[str]:
@@ -258,16 +329,18 @@ def udp_cmd(s: Setting, n: int) -> list[str]:
 
 def udp(s: Setting, tool: str) -> float:
     """us per sendto naming a loopback destination."""
-    return per_op_us(wrap(tool, udp_cmd(s, s.config.udp_n), "sendto"))
+    return per_op_us(wrap(s, tool, udp_cmd(s, s.config.udp_n), "sendto"))
 
 
 def sendrecv_cmd(s: Setting, n: int) -> list[str]:
     return [s.bin["send_recv"], str(s.ports["echo"]), str(n)]
 
 
-def send_recv(s: Setting, tool: str) -> float:
-    """us per round trip; strace stops at every send and recv (%network), sockbox at none."""
-    return per_op_us(wrap(tool, sendrecv_cmd(s, s.config.sendrecv_n), "%network"), s.cpu)
+def send_recv(s: Setting, tool: str, profile: str = PROFILE, n: int | None = None) -> float:
+    """us per round trip; strace stops at every send and recv (%network), sockbox at none
+    under `localhost`, at each under a rule that needs the socket's family."""
+    cmd = sendrecv_cmd(s, n or s.config.sendrecv_n)
+    return per_op_us(wrap(s, tool, cmd, "%network", profile), s.cpu)
 
 
 def cpu_cmd(s: Setting, n: int) -> list[str]:
@@ -276,13 +349,43 @@ def cpu_cmd(s: Setting, n: int) -> list[str]:
 
 def cpu_file(s: Setting, tool: str) -> float:
     """us per round of hash + pwrite + pread: no socket call at all."""
-    return per_op_us(wrap(tool, cpu_cmd(s, s.config.cpu_n), "%network"))
+    return per_op_us(wrap(s, tool, cpu_cmd(s, s.config.cpu_n), "%network"))
 
 
 def startup(s: Setting, tool: str) -> float:
     """ms for the whole command `true`, timed from outside: median of a few runs."""
-    argv = wrap(tool, [shutil.which("true") or "/bin/true"], "%network")
+    argv = wrap(s, tool, [shutil.which("true") or "/bin/true"], "%network")
     return 1000 * statistics.median(wall_seconds(argv) for _ in range(s.config.startup_reps))
+
+
+# The Python API rows: which way of running `true` (bench/api_runs.py) each tool stands for.
+API_WAYS = {"sandbox.run": {"native": "subprocess", "sockbox": "run", "sandlock": "sandlock"},
+            "box.run": {"native": "subprocess", "sockbox": "box", "sandlock": "sandlock"}}
+
+
+def api_key(row: str) -> str:
+    return f"api_{row.split('.')[0]}"
+
+
+def api_cmd(s: Setting, way: str, n: int) -> list[str]:
+    """bench/api_runs.py under the Python that has what `way` runs: the measured sockbox's
+    for sockbox's ways, this (the bench's) for sandlock and the baseline."""
+    python = s.sockbox.python if way in ("run", "box") else sys.executable
+    return [python, str(API_RUNS), way, str(n), PROFILE]
+
+
+def api_runs(s: Setting, tool: str, row: str) -> float:
+    """ms per run of `true` from one Python process, after one untimed run (imports and
+    set-up: kept apart as the first run)."""
+    done = subprocess.run(api_cmd(s, API_WAYS[row][tool], s.config.api_n), check=False,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    if done.stdout.startswith("unavailable "):
+        raise NotAvailable(done.stdout.split(" ", 1)[1].strip())
+    if done.returncode != 0:
+        raise BenchError(f"exit {done.returncode}: {(done.stderr.strip().splitlines() or ['no message'])[-1][:120]}")
+    report = report_of(done.stdout)
+    s.first_run.setdefault(api_key(row), {}).setdefault(tool, []).append(report["first_run_us"] / 1000)
+    return report["per_op_us"] / 1000
 
 
 def curl_cmd(s: Setting, k: int) -> list[str]:
@@ -301,8 +404,8 @@ def http(s: Setting, tool: str) -> float:
     sandbox's) start cancels out. K is large and the 1-URL run a median of three because
     a sandbox's start varies by milliseconds, which the difference would carry."""
     k = s.config.http_k
-    many = wall_seconds(wrap(tool, curl_cmd(s, k), "connect"))
-    one = statistics.median(wall_seconds(wrap(tool, curl_cmd(s, 1), "connect")) for _ in range(3))
+    many = wall_seconds(wrap(s, tool, curl_cmd(s, k), "connect"))
+    one = statistics.median(wall_seconds(wrap(s, tool, curl_cmd(s, 1), "connect")) for _ in range(3))
     return 1e6 * (many - one) / (k - 1)
 
 
@@ -312,20 +415,29 @@ class Workload:
     label: str
     unit: str  # of the median: "us" per op, or "ms"
     measure: Callable[[Setting, str], float]
-    stops: Callable[[Setting], dict]  # sockbox stops per op, from --log runs: stops_of
+    stops: Callable[[Setting], dict] | None  # sockbox stops per op, from --log runs: stops_of
+    tools: tuple[str, ...] = WRAPPERS  # the tools it runs under (others show "-")
 
 
-def stops_of(s: Setting, cmd: list[str], cpu: int | None = None) -> dict:
+def stops_of(s: Setting, cmd: list[str], cpu: int | None = None, profile: str = PROFILE) -> dict:
     """Stops per op the workload reports (per run if it reports none), and the summary."""
-    summary = sockbox_summary(cmd, cpu)
+    summary = sockbox_summary(s, cmd, cpu, profile)
     return {"per_op": summary["stops"] / summary["report"].get("ops", 1), "in_c": in_c(summary),
             "runs": [summary]}
+
+
+def storm_stops(s: Setting, threads: int, program: str = "connect_storm") -> dict:
+    return stops_of(s, storm_cmd(s, threads, s.config.stops_n, program))
+
+
+def sockopt_stops(s: Setting, program: str) -> dict:
+    return stops_of(s, sockopt_cmd(s, s.config.stops_n, program))
 
 
 def http_stops(s: Setting) -> dict:
     """(stops with K requests - stops with 1) / (K-1): curl's own start-up stops cancel."""
     k = s.config.http_k
-    many, one = sockbox_summary(curl_cmd(s, k)), sockbox_summary(curl_cmd(s, 1))
+    many, one = sockbox_summary(s, curl_cmd(s, k)), sockbox_summary(s, curl_cmd(s, 1))
     return {"per_op": (many["stops"] - one["stops"]) / (k - 1), "in_c": in_c(many), "runs": [many, one]}
 
 
@@ -337,17 +449,32 @@ def in_c(summary: dict) -> float | None:
 def workloads() -> list[Workload]:
     true = shutil.which("true") or "/bin/true"
     storms = [Workload(f"connect_x{t}", f"connect storm, {t} thread{'s' * (t > 1)}", "us/connect",
-                       lambda s, tool, t=t: connect_storm(s, tool, t),
-                       lambda s, t=t: stops_of(s, storm_cmd(s, t, s.config.stops_n)))
+                       partial(connect_storm, threads=t), partial(storm_stops, threads=t))
               for t in THREADS]
-    return storms + [
+    i386 = [Workload("connect_x1_i386", "connect storm, 1 thread, i386", "us/connect",
+                     partial(connect_storm, threads=1, program="connect_storm32"),
+                     partial(storm_stops, threads=1, program="connect_storm32"))]
+    sockopts = [Workload(f"setsockopt{suffix}", f"setsockopt storm{label}", "us/call",
+                         partial(setsockopt_storm, program=program), partial(sockopt_stops, program=program))
+                for suffix, label, program in (("", "", "setsockopt_storm"),
+                                               ("_i386", ", i386", "setsockopt_storm32"))]
+    api = [Workload(api_key(row), f"Python: {row}(true)", "ms/run", partial(api_runs, row=row), None,
+                    tuple(ways))
+           for row, ways in API_WAYS.items()]
+    family = str(FAMILY_PROFILE)
+    return storms + i386 + sockopts + [
         Workload("udp", "UDP sendto to loopback", "us/sendto", udp,
                  lambda s: stops_of(s, udp_cmd(s, s.config.stops_n))),
         Workload("send_recv", "send/recv round trip", "us/trip", send_recv,
                  lambda s: stops_of(s, sendrecv_cmd(s, s.config.stops_n), s.cpu)),
+        Workload("send_recv_family", "send/recv, family rule", "us/trip",
+                 lambda s, tool: send_recv(s, tool, family, s.config.family_n),
+                 lambda s: stops_of(s, sendrecv_cmd(s, s.config.stops_n), s.cpu, family),
+                 ("native", "sockbox")),
         Workload("cpu_file", "CPU + file (no sockets)", "us/round", cpu_file,
                  lambda s: stops_of(s, cpu_cmd(s, s.config.stops_n // 10))),
         Workload("startup", "startup of `true`", "ms", startup, lambda s: stops_of(s, [true])),
+        *api,
         Workload("http", "HTTP GET, curl, new conn.", "us/request", http, http_stops),
     ]
 
@@ -370,7 +497,7 @@ def supervisor_memory(s: Setting) -> dict:
     """Run the forker under sockbox; sample the supervisor's VmRSS every 0.2 s. The
     supervisor is the process started here: `sockbox run` supervises in-process."""
     n = s.config.children
-    argv = wrap("sockbox", [s.bin["forker"], str(s.ports["accept"]), str(n)], "connect")
+    argv = wrap(s, "sockbox", [s.bin["forker"], str(s.ports["accept"]), str(n)], "connect")
     with tempfile.TemporaryFile("w+") as errors:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors, text=True)
         start = time.monotonic()
@@ -434,10 +561,27 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b not in (None, 0) else None
 
 
+def added_ratio(a: float | None, b: float | None) -> float | None:
+    """a / b for two added times: 0 where `a` adds nothing measurable, infinite where
+    only `b` adds nothing (so that a target on the ratio is then not met)."""
+    if a is None or b is None:
+        return None
+    if a <= 0:
+        return 0.0
+    return a / b if b > 0 else math.inf
+
+
+def i386_line(results: dict, what: str, key64: str, key32: str) -> dict:
+    """The added time per op of the i386 program against the x86_64 one's."""
+    a32, a64 = added(results, key32, "sockbox"), added(results, key64, "sockbox")
+    return {"name": f"i386 {what}: added per op, i386 / x86_64 ({_num(a32, 3)} us / {_num(a64, 3)} us)",
+            "value": added_ratio(a32, a64), "target": 1.5, "fmt": "x{:.2f}"}
+
+
 def derive(results: dict, memory: dict | None, config: Config) -> list[dict]:
     """The lines the README quotes, each with its target."""
     med = {key: row["median"] for key, row in results.items()}
-    lines = []
+    lines: list[dict[str, Any]] = []
     for key in ("send_recv", "cpu_file"):
         lines.append({"name": f"untrapped work, {results[key]['label']}: sockbox/native",
                       "value": ratio(med[key].get("sockbox"), med[key].get("native")),
@@ -445,15 +589,28 @@ def derive(results: dict, memory: dict | None, config: Config) -> list[dict]:
     for threads in THREADS:
         key = f"connect_x{threads}"
         sb, st = added(results, key, "sockbox"), added(results, key, "strace")
-        line = {"name": f"checked connect, {threads} thread(s): sockbox added / strace added "
+        line: dict[str, Any] = {"name": f"checked connect, {threads} thread(s): sockbox added / strace added "
                         f"({_num(sb)} us / {_num(st)} us)",
                 "value": ratio(sb, st), "target": 1.5, "fmt": "x{:.2f}"}
         if st is not None and st <= 0:  # strace within noise of native: no ratio to take
             line.update(value=None, error="strace adds nothing measurable here")
         lines.append(line)
+    lines.append(i386_line(results, "checked connect", "connect_x1", "connect_x1_i386"))
+    lines.append(i386_line(results, "setsockopt", "setsockopt", "setsockopt_i386"))
+    lines.append({"name": "send/recv under `calls = [\"*\"], family = [\"inet\"]`: sockbox/native",
+                  "value": ratio(med["send_recv_family"].get("sockbox"), med["send_recv_family"].get("native")),
+                  "target": 3.0, "fmt": "x{:.2f}"})
     lines.append({"name": "startup of `true`: sockbox/firejail",
                   "value": ratio(med["startup"].get("sockbox"), med["startup"].get("firejail")),
-                  "target": 3.0, "fmt": "x{:.2f}"})
+                  "target": 1.0, "fmt": "x{:.2f}"})
+    box, run, sandlock = (med["api_box"].get("sockbox"), med["api_sandbox"].get("sockbox"),
+                          med["api_box"].get("sandlock"))
+    line = {"name": f"many runs from Python: box.run / sandlock's run, per run ({_num(box, 3)} ms / "
+                    f"{_num(sandlock, 3)} ms; sandbox.run {_num(run, 3)} ms)",
+            "value": ratio(box, sandlock), "target": 1.0, "fmt": "x{:.2f}"}
+    if results["api_box"]["unavailable"].get("sockbox"):
+        line["error"] = f"n/a ({results['api_box']['unavailable']['sockbox']})"
+    lines.append(line)
     if memory is not None and "error" not in memory:
         lines.append({"name": f"supervisor RSS after {memory['early_children']} children "
                               f"{memory['rss_early_kib']} KiB, after {memory['children']} "
@@ -472,8 +629,10 @@ def derive(results: dict, memory: dict | None, config: Config) -> list[dict]:
     return lines
 
 
-def _num(value: float | None) -> str:
-    return "?" if value is None else f"{value:.1f}"
+def _num(value: float | None, digits: int | None = None) -> str:
+    if value is None:
+        return "?"
+    return f"{value:.{digits}g}" if digits else f"{value:.1f}"
 
 
 def fmt_value(value: float | None) -> str:
@@ -484,7 +643,9 @@ def fmt_value(value: float | None) -> str:
 
 def cell(results: dict, key: str, tool: str, unavailable: dict[str, str]) -> str:
     row = results[key]
-    if tool in unavailable:
+    if tool not in row["tools"]:
+        return "-"
+    if tool in unavailable or tool in row["unavailable"]:
         return "n/a"
     if row["failures"].get(tool) and not row["samples"].get(tool):
         return "FAILED"
@@ -499,8 +660,8 @@ def cell(results: dict, key: str, tool: str, unavailable: dict[str, str]) -> str
 
 
 def table(results: dict, derived: list[dict], memory: dict | None, s: Setting, header: str) -> str:
-    width = [30, 12, 10, 18, 18, 18, 10, 8]
-    heads = ["workload", "unit", "native", "sockbox", "strace", "firejail", "sb stops", "in C"]
+    width = [30, 11, 10, 18, 18, 18, 18, 10, 8]
+    heads = ["workload", "unit", "native", "sockbox", "strace", "firejail", "sandlock", "sb stops", "in C"]
     rows = [heads, ["-" * (w - 1) for w in width]]
     for key, row in results.items():
         stops, share = row.get("stops"), row.get("in_c")
@@ -515,6 +676,8 @@ def table(results: dict, derived: list[dict], memory: dict | None, s: Setting, h
     for tool, why in s.unavailable.items():
         out.append(f"{tool}: not run, it fails here: {why}")
     for key, row in results.items():
+        for tool, why in row["unavailable"].items():
+            out.append(f"{row['label']} / {tool}: n/a ({why})")
         for tool, errors in row["failures"].items():
             out.append(f"{row['label']} / {tool}: {len(errors)} failed run(s): {errors[0]}")
         for run in row.get("stop_runs", []):
@@ -525,10 +688,9 @@ def table(results: dict, derived: list[dict], memory: dict | None, s: Setting, h
             out.append(f"{row['label']}: sockbox --log run failed: {row['stops_error']}")
     out += ["", ("slowest single connect in a storm, ms (median over the rounds; a dropped SYN "
                  "would show as >= 1000):")]
-    out.append("  " + "".ljust(28) + "".join(tool.ljust(10) for tool in TOOLS))
-    for key, by_tool in s.slowest.items():
-        values = (fmt_value(median_or_none(by_tool.get(tool, []))) for tool in TOOLS)
-        out.append(("  " + results[key]["label"].ljust(28) + "".join(v.ljust(10) for v in values)).rstrip())
+    out += by_tool_lines(results, s.slowest, WRAPPERS)
+    out += ["", "Python API, the untimed first run (imports, set-up, one run), ms (median over the rounds):"]
+    out += by_tool_lines(results, s.first_run, ("native", "sockbox", "sandlock"))
     out += ["", "derived (target):"]
     for line in derived:
         if line["value"] is None:
@@ -542,6 +704,15 @@ def table(results: dict, derived: list[dict], memory: dict | None, s: Setting, h
         out.append(f"  (memory workload: {memory['children']} children, {memory['per_child_us']:.0f} us "
                    f"per child under sockbox, peak RSS {memory['rss_max_kib']} KiB)")
     return "\n".join(out)
+
+
+def by_tool_lines(results: dict, values: dict[str, dict[str, list[float]]], tools: tuple[str, ...]) -> list[str]:
+    """A small table of per-tool medians, a row per workload."""
+    out = ["  " + "".ljust(30) + "".join(tool.ljust(10) for tool in tools)]
+    for key, by_tool in values.items():
+        medians = (fmt_value(median_or_none(by_tool.get(tool, []))) for tool in tools)
+        out.append(("  " + results[key]["label"].ljust(30) + "".join(v.ljust(10) for v in medians)).rstrip())
+    return out
 
 
 def plot(results: dict, path: Path) -> str | None:
@@ -588,18 +759,28 @@ def plot(results: dict, path: Path) -> str | None:
 def measure_rounds(s: Setting, loads: list[Workload]) -> dict:
     """R rounds; in each, every workload under every tool, the tools' order rotated per
     round so that machine noise and order effects fall on all of them alike."""
-    results = {w.key: {"label": w.label, "unit": w.unit, "samples": {}, "failures": {}} for w in loads}
+    results: dict[str, dict[str, Any]] = {
+        w.key: {"label": w.label, "unit": w.unit, "tools": w.tools, "samples": {}, "failures": {},
+                "unavailable": {}, "seconds": 0.0}
+        for w in loads}
     tools = s.tools()
     for r in range(s.config.rounds):
         order = tools[r % len(tools):] + tools[:r % len(tools)]
         for w in loads:
+            row = results[w.key]
             for tool in order:
+                if tool not in w.tools or tool in row["unavailable"]:
+                    continue
+                began = time.monotonic()
                 try:
                     value = w.measure(s, tool)
-                    results[w.key]["samples"].setdefault(tool, []).append(value)
+                    row["samples"].setdefault(tool, []).append(value)
+                except NotAvailable as error:
+                    row["unavailable"][tool] = str(error)
                 except Exception as error:  # noqa: BLE001 any failure is a table entry, not a traceback
                     why = str(error) if isinstance(error, BenchError) else f"{type(error).__name__}: {error}"
-                    results[w.key]["failures"].setdefault(tool, []).append(why)
+                    row["failures"].setdefault(tool, []).append(why)
+                row["seconds"] += time.monotonic() - began
         print(f"  round {r + 1}/{s.config.rounds} done ({time.strftime('%H:%M:%S')})", flush=True)
     for w in loads:
         row = results[w.key]
@@ -613,6 +794,8 @@ def count_stops(s: Setting, loads: list[Workload], results: dict) -> None:
     if "sockbox" in s.unavailable:
         return
     for w in loads:
+        if w.stops is None or "sockbox" in results[w.key]["unavailable"]:
+            continue
         try:
             count = w.stops(s)
             results[w.key].update(stops=count["per_op"], in_c=count["in_c"], stop_runs=count["runs"])
@@ -627,10 +810,12 @@ def undecided(summary: dict) -> int:
     return summary["stops"] - decided
 
 
-def versions() -> dict[str, str]:
+def versions(s: Setting) -> dict[str, str]:
     out = {"kernel": platform.release(), "cpus": str(len(os.sched_getaffinity(0))),
-           "python": platform.python_version()}
-    for name, argv in {"sockbox": [str(SOCKBOX), "--version"], "strace": ["strace", "-V"],
+           "python": platform.python_version(), "sockbox_source": s.sockbox.source}
+    sandlock_version = [sys.executable, "-c", "import importlib.metadata as m; print(m.version('sandlock'))"]
+    for name, argv in {"sockbox": [s.sockbox.cli, "--version"], "sandlock": sandlock_version,
+                       "strace": ["strace", "-V"],
                        "firejail": ["firejail", "--version"], "curl": ["curl", "--version"],
                        "gcc": ["gcc", "--version"]}.items():
         try:
@@ -644,18 +829,23 @@ def versions() -> dict[str, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and smaller N")
+    parser.add_argument("--editable", action="store_true",
+                        help="measure .venv's editable install instead of a fresh pip install")
     parser.add_argument("--out", type=Path, default=BENCH / "results", help="where results go")
     args = parser.parse_args()
     config = QUICK if args.quick else FULL
     args.out.mkdir(parents=True, exist_ok=True)
     began, load_before = time.time(), os.getloadavg()
-    # Bytecode written now, as an installed package has it: where PYTHONDONTWRITEBYTECODE
-    # is set, an editable checkout would otherwise compile its sources at every start.
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "sandbox")], check=True)
 
     with tempfile.TemporaryDirectory(prefix="sockbox-bench-") as work:
-        s = Setting(config, compile_programs(Path(work)), Path(work))
+        if args.editable:
+            sockbox = editable_sockbox()
+        else:
+            print(f"bench: installing sockbox from {ROOT} into a fresh venv", flush=True)
+            sockbox = install_sockbox(Path(work))
+        s = Setting(config, sockbox, compile_programs(Path(work)), Path(work))
         s.check_tools()
+        environment = versions(s)
         try:
             s.start_servers()
             loads = workloads()
@@ -676,17 +866,17 @@ def main() -> int:
     elapsed = time.time() - began
     header = (f"sockbox bench ({'quick' if args.quick else 'full'}): {config.rounds} rounds, "
               f"{len(os.sched_getaffinity(0))} CPUs, load {load_before[0]:.2f} -> {os.getloadavg()[0]:.2f}, "
-              f"{elapsed:.0f} s")
+              f"{elapsed:.0f} s; sockbox: {sockbox.source}")
     text = table(results, derived, memory, s, header)
     plot_error = plot(results, args.out / "overhead_vs_threads.png")
     if plot_error:
         text += f"\n{plot_error}"
     print(text)
     (args.out / "table.txt").write_text(text + "\n")
-    record = {"quick": args.quick, "config": config.__dict__, "environment": versions(),
+    record = {"quick": args.quick, "config": config.__dict__, "environment": environment,
               "elapsed_s": elapsed, "unavailable": s.unavailable, "workloads": results,
               "derived": derived, "memory": memory,
-              "slowest_connect_ms": s.slowest}
+              "slowest_connect_ms": s.slowest, "first_run_ms": s.first_run}
     (args.out / "results.json").write_text(json.dumps(record, indent=1) + "\n")
     print(f"\nwrote {args.out}/table.txt, results.json, overhead_vs_threads.png")
     return 0

@@ -163,3 +163,21 @@ def _credential_numbers() -> frozenset[tuple[int, int]]:
 
 def changes_credentials(arch: int, nr: int) -> bool:
     return (arch, nr) in _credential_numbers()
+
+
+# Syscalls that make a task (clone3 is refused by the filter: its flags are in memory).
+_FORK_CALLS = ("fork", "vfork", "clone")
+
+
+@functools.cache
+def fork_syscalls(abi: Abi) -> tuple[tuple[str, int], ...]:
+    return tuple((name, nr) for name in _FORK_CALLS if (nr := syscall_number(abi, name)) is not None)
+
+
+@functools.cache
+def _fork_numbers() -> frozenset[tuple[int, int]]:
+    return frozenset((abi.audit_arch, nr) for abi in Abi for _, nr in fork_syscalls(abi))
+
+
+def makes_task(arch: int, nr: int) -> bool:
+    return (arch, nr) in _fork_numbers()

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .abi import Abi
-from .decode import (Address, MsgHdr, Unix, Unspec, UIO_MAXIOV, check_addrlen, check_iovlen,
-                     decode_for_socket, decode_msghdr, mmsghdr_size, msghdr_size)
+from .decode import (Address, Inet4, Inet6, MsgHdr, Unix, Unspec, UIO_MAXIOV, check_addrlen,
+                     check_iovlen, decode_for_socket, decode_msghdr, decode_sockaddr, mmsghdr_size,
+                     msghdr_size, with_ip)
 from .errors import Malformed
 from .names import (AF_UNIX, MSG_CMSG_COMPAT, SOCK_SEQPACKET, SOCK_STREAM, SOCK_TYPE_MASK,
                     created_family)
-from .rules import ADDRESS_CALLS, OPTION_CALLS, PLAIN_ALIAS, Call
+from .rules import ADDRESS_CALLS, OPTION_CALLS, PLAIN_ALIAS, Call, names_nowhere, reached
 
 
 class Memory(Protocol):
@@ -34,6 +35,10 @@ class Process(Protocol):
 
     def socket_info(self, fd: int) -> tuple[int, int, int]:
         """(family, type, protocol) of the socket at fd, or raise Malformed(EBADF/ENOTSOCK)."""
+
+    def local_address(self, fd: int) -> bytes:
+        """The sockaddr the socket at fd is bound to (getsockname); an unbound IP
+        socket's is the wildcard address with port 0."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,13 @@ def describe(name: str, abi: Abi, args: tuple[int, ...], memory: Memory, process
         socket, not_a_socket = (0, 0, 0), error
     call = Call(name, family=socket[0], type=socket[1], protocol=socket[2], exe=exe)
 
+    if name == "listen":
+        # Judged by the address it will listen on: the socket's own. An unbound IP socket
+        # is bound to every interface by listen() itself (inet_autobind).
+        local = process.local_address(fd)
+        address = _readable(local, socket, name)
+        return [Subject(_with_address(call, address, process, follow_last=False), args, fd,
+                        len(local), local, socket)]
     if name in ("bind", "connect"):
         addrlen = int32(args[2])
         check_addrlen(addrlen)
@@ -110,15 +122,17 @@ def describe(name: str, abi: Abi, args: tuple[int, ...], memory: Memory, process
         # An address its socket cannot read names nothing: the call is judged without
         # one, and if allowed, the kernel refuses the same bytes with its own errno.
         address = _readable(raw, socket, name)
+        if name == "connect":
+            address, raw = _reached(address, raw, fd, process)
         return [Subject(_with_address(call, address, process, follow_last=name == "connect"),
                         args, fd, addrlen, raw, socket)]
     if name == "sendto":
         addrlen = int32(args[5])
-        address, raw = _destination(memory, args[4], addrlen, socket)
+        address, raw = _destination(memory, args[4], addrlen, socket, fd, process)
         return [Subject(_with_address(call, address, process), args, fd, addrlen, raw, socket)]
     if name == "sendmsg":
         header = decode_msghdr(memory.read(args[1], msghdr_size(abi)), abi)
-        address, raw = _destination(memory, header.name, header.namelen, socket)
+        address, raw = _destination(memory, header.name, header.namelen, socket, fd, process)
         check_iovlen(header)
         return [Subject(_with_address(call, address, process), args, fd, header.namelen, raw,
                         socket, header)]
@@ -138,7 +152,7 @@ def _sendmmsg(call: Call, abi: Abi, args: tuple[int, ...], memory: Memory, proce
     for index in range(count):
         try:
             header = decode_msghdr(memory.read(args[1] + index * stride, msghdr_size(abi)), abi)
-            address, raw = _destination(memory, header.name, header.namelen, socket)
+            address, raw = _destination(memory, header.name, header.namelen, socket, fd, process)
             check_iovlen(header)
         except Malformed:
             if not subjects:
@@ -149,8 +163,8 @@ def _sendmmsg(call: Call, abi: Abi, args: tuple[int, ...], memory: Memory, proce
     return subjects
 
 
-def _destination(memory: Memory, pointer: int, length: int,
-                 socket: tuple[int, int, int]) -> tuple[Address | None, bytes | None]:
+def _destination(memory: Memory, pointer: int, length: int, socket: tuple[int, int, int], fd: int,
+                 process: Process) -> tuple[Address | None, bytes | None]:
     """The destination a send names (None if it names none), and its bytes.
 
     An address too short for its family cannot steer any protocol (each refuses it, or
@@ -163,7 +177,19 @@ def _destination(memory: Memory, pointer: int, length: int,
     raw = memory.read(pointer, length)
     if socket[0] == AF_UNIX and socket[1] & SOCK_TYPE_MASK in (SOCK_STREAM, SOCK_SEQPACKET):
         return None, raw  # refused (stream) or ignored (seqpacket), never looked up
-    return _readable(raw, socket, "sendto"), raw
+    return _reached(_readable(raw, socket, "sendto"), raw, fd, process)
+
+
+def _reached(address: Address | None, raw: bytes, fd: int,
+             process: Process) -> tuple[Address | None, bytes]:
+    """A destination of "nowhere" (0.0.0.0, ::) as where it goes, and the bytes naming
+    that place, which are what the kernel is handed: so that nothing the socket's state
+    or the call's control data could change meanwhile redirects it."""
+    if not isinstance(address, (Inet4, Inet6)) or not names_nowhere(address):
+        return address, raw
+    local = process.local_address(fd)
+    concrete = reached(address, decode_sockaddr(local) if len(local) >= 2 else None)
+    return concrete, with_ip(raw, concrete)
 
 
 def _readable(raw: bytes, socket: tuple[int, int, int], name: str) -> Address | None:

@@ -96,11 +96,28 @@ def run(
     keep_fd: Annotated[list[str] | None, typer.Option(
         "--keep-fd", metavar="N", help="Pass descriptor N on to the command (0, 1, 2 always are; "
         "so are systemd's LISTEN_FDS when LISTEN_PID is sockbox's).")] = None,
+    read: Annotated[list[str] | None, typer.Option(
+        "--read", metavar="PATH", help="Also let the command read and execute beneath PATH "
+        "(a profile without [filesystem] gets one: nothing else is readable).")] = None,
+    write: Annotated[list[str] | None, typer.Option(
+        "--write", metavar="PATH", help="Also let the command do anything beneath PATH "
+        "(a profile without [filesystem] gets one).")] = None,
+    signals: Annotated[str | None, typer.Option(
+        "--signals", metavar="sandbox|any", help="Whom the command may signal, in place of the profile's.")] = None,
+    cpu: Annotated[str | None, typer.Option(
+        "--cpu", metavar="SECONDS", help="CPU seconds per process, in place of the profile's.")] = None,
+    memory: Annotated[str | None, typer.Option(
+        "--memory", metavar="SIZE", help="Address space per process (4096, 512M, 1G), in place of the profile's.")] = None,
+    processes: Annotated[str | None, typer.Option(
+        "--processes", metavar="N", help="Processes and threads alive at once in the sandbox, in place of the profile's.")] = None,
+    open_files: Annotated[str | None, typer.Option(
+        "--open-files", metavar="N", help="Descriptors per process, in place of the profile's.")] = None,
 ) -> None:
     """Run CMD with its socket calls decided by PROFILE (default: offline)."""
     # Only reached where entry.parse_run left the command line to typer.
     options = run_options(command, profile, allow or (), deny or (), log, log_format, quiet,
-                          keep_fd or ())
+                          keep_fd or (), read or (), write or (), signals, cpu, memory, processes,
+                          open_files)
     raise typer.Exit(start(options))
 
 
@@ -174,7 +191,12 @@ def explain(
     """Say what PROFILE decides for CALL [TARGET], and which rule decides it.
 
     Exit 0 for allow, 1 for deny or kill."""
-    from .explain import explain_call
+    from .explain import PATH_ACCESSES, explain_call, explain_path
+
+    if call in PATH_ACCESSES:  # explain read|write PATH: the profile's [filesystem]
+        allowed, why = explain_path(load_profile(profile), call, target)
+        typer.echo(why)
+        raise typer.Exit(0 if allowed else 1)
 
     resolved = load_profile(profile).with_hosts_resolved()
     subject = explain_call(call, target, family, sock_type, protocol, exe)

@@ -141,6 +141,14 @@ _READ_BY = {AF_INET: {AF_INET}, AF_INET6: {AF_INET6, AF_INET}, AF_UNIX: {AF_UNIX
             AF_NETLINK: {AF_NETLINK}}
 
 
+def with_ip(raw: bytes, address: Inet4 | Inet6) -> bytes:
+    """The sockaddr bytes with their IP address replaced by `address`'s, the rest (the
+    family field as written, port, flow info, scope) as they were."""
+    at = 4 if isinstance(address, Inet4) else 8
+    packed = address.address.packed
+    return raw[:at] + packed + raw[at + len(packed):]
+
+
 def _inet4(raw: bytes) -> Inet4:
     port, address = struct.unpack_from("!H4s", raw, 2)
     return Inet4(ipaddress.IPv4Address(address), port)

@@ -28,13 +28,11 @@ from typing import Union
 
 from . import _fastpath, libc, sockdiag
 from .abi import Abi
-from .calls import Subject
+from .calls import Subject, int32
 from .control import Control, read_control
 from .decode import Unix, mmsghdr_size, msghdr_size
 from .errors import Malformed
-from .names import (AF_INET, AF_INET6, AF_UNIX, IPPROTO_MPTCP, IPPROTO_TCP, MSG_CMSG_COMPAT,
-                    MSG_EOR, MSG_FASTOPEN, SOCK_SEQPACKET, SOCK_STREAM,
-                    SOCK_TYPE_MASK)
+from .names import AF_UNIX, MSG_CMSG_COMPAT, MSG_EOR, SOCK_STREAM, SOCK_TYPE_MASK
 from .tracee import SocketCopy, StopContext, UnixTarget
 
 MAX_PAYLOAD = 4 << 20  # read at most this much of a send; a stream write beyond it is cut
@@ -73,22 +71,18 @@ Outcome = Union[Done, Wait, Breach]
 
 
 def needs_emulation(subject: Subject) -> bool:
-    """Whether letting the kernel run the call itself could use another address than
-    the one judged. TCP ignores a send's address (but with MSG_FASTOPEN), a unix stream
-    or seqpacket socket refuses or ignores it; every other address can be re-read."""
+    """Whether letting the kernel run the call itself could act on something else than
+    what was judged: an address the kernel reads again from memory, or a socket the
+    descriptor may no longer name when the kernel looks it up (another thread can
+    dup2() another onto it meanwhile). Only a send whose registers say it names no
+    destination is left to the kernel: it goes where its socket is connected, which a
+    connect decided. A listen is judged by its socket's own address."""
     name = subject.call.name
-    if name in ("bind", "connect"):
+    if name in ("bind", "connect", "listen"):
         return True
-    if name not in ("sendto", "sendmsg", "sendmmsg"):
-        return False
-    if name == "sendto" and (subject.args[4] == 0 or subject.args[5] & 0xFFFFFFFF == 0):
-        return False  # no destination, in registers that no one else can change
-    family, sock_type, protocol = subject.socket or (0, 0, 0)
-    flags = subject.args[3] if name in ("sendto", "sendmmsg") else subject.args[2]
-    stream = sock_type & SOCK_TYPE_MASK == SOCK_STREAM
-    if family in (AF_INET, AF_INET6) and stream and protocol in (IPPROTO_TCP, IPPROTO_MPTCP):
-        return bool(flags & MSG_FASTOPEN)
-    return not (family == AF_UNIX and (stream or sock_type & SOCK_TYPE_MASK == SOCK_SEQPACKET))
+    if name == "sendto":
+        return subject.args[4] != 0 and subject.args[5] & 0xFFFFFFFF != 0
+    return name in ("sendmsg", "sendmmsg")
 
 
 # --- what a call needs, read from the tracee -------------------------------------------
@@ -109,7 +103,7 @@ class Message:
 class Plan:
     """A call as the supervisor will make it, with nothing left to read from the tracee."""
 
-    name: str  # connect, bind or send
+    name: str  # connect, bind, listen or send
     sock: SocketCopy
     fd: int  # the tracee's descriptor
     address: bytes | None = None  # connect, bind: the sockaddr to hand the kernel
@@ -118,6 +112,7 @@ class Plan:
     bind_as: tuple[int, bytes] | None = None
     messages: tuple[Message, ...] = ()
     failure: int | None = None  # -errno found while reading the first message
+    backlog: int = 0  # listen
 
 
 def prepare(subjects: list[Subject], abi: Abi, stop: StopContext, memory) -> Plan:
@@ -133,6 +128,8 @@ def prepare(subjects: list[Subject], abi: Abi, stop: StopContext, memory) -> Pla
         if target is not None:
             return bind_plan(sock, first, target)
         return Plan("bind", sock, first.fd, address=first.raw_address)
+    if name == "listen":
+        return Plan("listen", sock, first.fd, backlog=int32(first.args[1]))
     messages: list[Message] = []
     if first.header is None and name != "sendto":  # sendmmsg of no message at all
         return Plan("send", sock, first.fd)
@@ -274,6 +271,8 @@ def perform(plan: Plan) -> Outcome:
         return _connect(plan)
     if plan.name == "bind":
         return _bind(plan)
+    if plan.name == "listen":
+        return Done(libc.listen(plan.sock.fd, plan.backlog))
     return _send(plan)
 
 

@@ -23,7 +23,10 @@ from .signals import DiedBySignal, end_by
 
 # Options that take a value, by every plain spelling.
 _VALUED = {"-p": "profile", "--profile": "profile", "--allow": "allow", "--deny": "deny",
-           "--log": "log", "--log-format": "log_format", "--keep-fd": "keep_fd"}
+           "--log": "log", "--log-format": "log_format", "--keep-fd": "keep_fd",
+           "--read": "read", "--write": "write", "--signals": "signals", "--cpu": "cpu",
+           "--memory": "memory", "--processes": "processes", "--open-files": "open_files"}
+_PROCESS_VALUED = ("signals", "cpu", "memory", "processes", "open_files")
 
 
 def parse_run(args: list[str]) -> RunOptions | None:
@@ -35,6 +38,8 @@ def parse_run(args: list[str]) -> RunOptions | None:
     allow: list[str] = []
     deny: list[str] = []
     keep_fd: list[str] = []
+    paths: dict[str, list[str]] = {"read": [], "write": []}
+    process: dict[str, str] = {}
     rest = args[1:]
     while rest and rest[0].startswith("-") and rest[0] != "-":
         token = rest.pop(0)
@@ -66,11 +71,16 @@ def parse_run(args: list[str]) -> RunOptions | None:
             log_format = value
         elif option == "keep_fd":
             keep_fd.append(value)
+        elif option in paths:
+            paths[option].append(value)
+        elif option in _PROCESS_VALUED:
+            process[option] = value
         else:
             return None
     if not rest:
         return None
-    return run_options(rest, profile, allow, deny, log, log_format, quiet, keep_fd)
+    return run_options(rest, profile, allow, deny, log, log_format, quiet, keep_fd,
+                       paths["read"], paths["write"], **process)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,8 +24,8 @@ from typing import Iterable, Sequence
 import pyseccomp
 
 from . import bpf
-from .abi import (Abi, SOCKETCALL, X32_SYSCALL_BIT, SocketSyscall, credential_syscalls, socket_syscalls,
-                  subcall_number, syscall_number)
+from .abi import (Abi, SOCKETCALL, X32_SYSCALL_BIT, SocketSyscall, credential_syscalls, fork_syscalls,
+                  socket_syscalls, subcall_number, syscall_number)
 from .errors import UnsupportedKernel
 from .names import (AF_INET, AF_INET6, AF_PACKET, MSG_FASTOPEN, SOCK_PACKET, SOCK_TYPE_MASK, SUBCALLS,
                     default_protocol)
@@ -128,7 +128,7 @@ def shapes(syscall: SocketSyscall) -> list[tuple[Conjunction, Shape]]:
                            address=True))]
     if call in ("setsockopt", "getsockopt"):
         return [((), Shape(call, names=frozenset({call}), registers=(("level", 1), ("option", 2))))]
-    return [((), Shape(call, names=frozenset({call}), address=call in ("bind", "connect")))]
+    return [((), Shape(call, names=frozenset({call}), address=call in ("bind", "connect", "listen")))]
 
 
 def _socketcall_shape(name: str) -> Shape:
@@ -141,7 +141,7 @@ def _socketcall_shape(name: str) -> Shape:
         return Shape(name, names=frozenset({name}), maybe_names=frozenset({"send"}), address=True)
     if name == "recvfrom":
         return Shape(name, names=frozenset({name}), maybe_names=frozenset({"recv"}))
-    return Shape(name, names=frozenset({name}), address=name in ("bind", "connect"))
+    return Shape(name, names=frozenset({name}), address=name in ("bind", "connect", "listen"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -189,9 +189,20 @@ def plan(profile: Profile, watch_credentials: bool = False,
     process's credentials, so that a privileged supervisor can keep them cached.
     `watch_destinations`: stop at every call that names a destination, so that the
     supervisor sees them all (the Python API's `Result.destinations`)."""
-    return [AbiPlan(abi, [*_hardening(abi), *_socket_plans(profile, abi, watch_destinations),
+    counted = profile.process.processes is not None
+    return [AbiPlan(abi, [*_hardening(abi, counted), *_socket_plans(profile, abi, watch_destinations),
+                          *(_fork_watch(abi) if counted else []),
                           *(_credential_watch(abi) if watch_credentials else [])])
             for abi in Abi]
+
+
+_COUNTED = "makes a task: the supervisor counts it against `processes` (EAGAIN beyond)"
+
+
+def _fork_watch(abi: Abi) -> list[SyscallPlan]:
+    """fork and vfork stop at the supervisor (clone does in _hardening)."""
+    return [SyscallPlan(nr, name, [ShapePlan((), Shape(name), [Clause((), RET_TRACE, _COUNTED)])])
+            for name, nr in fork_syscalls(abi) if name != "clone"]
 
 
 def _credential_watch(abi: Abi) -> list[SyscallPlan]:
@@ -214,15 +225,18 @@ def _socket_plans(profile: Profile, abi: Abi, watch_destinations: bool) -> list[
     return plans
 
 
-def _hardening(abi: Abi) -> list[SyscallPlan]:
-    """Always-on rules: the roads around a ptrace supervisor that registers can close."""
+def _hardening(abi: Abi, counted: bool = False) -> list[SyscallPlan]:
+    """Always-on rules: the roads around a ptrace supervisor that registers can close.
+    `counted`: a clone not refused stops at the supervisor, which counts tasks."""
 
     def refuse(name: str, err: int, why: str, tests: Conjunction = ()) -> SyscallPlan | None:
         nr = syscall_number(abi, name)
         if nr is None:
             return None
         clauses = [Clause(tests, RET_ERRNO(err), why)]
-        if tests:
+        if tests and name == "clone" and counted:
+            clauses.append(Clause((), RET_TRACE, _COUNTED))
+        elif tests:
             clauses.append(Clause((), RET_ALLOW, "otherwise allowed"))
         return SyscallPlan(nr, name, [ShapePlan((), Shape(name), clauses)])
 

@@ -5,6 +5,7 @@ alike), the run they start, and what ends sockbox: an error as one line and its 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -29,12 +30,29 @@ class RunOptions:
     log_format: str = "json"
     quiet: bool = False
     keep_fd: tuple[int, ...] = ()
+    # [filesystem] paths added, and [process] values in place of the profile's (as typed)
+    read: tuple[str, ...] = ()
+    write: tuple[str, ...] = ()
+    signals: str | None = None
+    cpu: str | None = None
+    memory: str | None = None
+    processes: str | None = None
+    open_files: str | None = None
+
+    @property
+    def process_values(self) -> dict[str, str | None]:
+        return {"signals": self.signals, "cpu": self.cpu, "memory": self.memory,
+                "processes": self.processes, "open_files": self.open_files}
 
 
 def run_options(command: Sequence[str], profile: str = "offline", allow: Sequence[str] = (),
                 deny: Sequence[str] = (), log: str | None = None, log_format: str | None = None,
-                quiet: bool = False, keep_fd: Sequence[str] = ()) -> RunOptions:
-    """RunOptions from the words of a command line; UsageError for a value no run takes."""
+                quiet: bool = False, keep_fd: Sequence[str] = (), read: Sequence[str] = (),
+                write: Sequence[str] = (), signals: str | None = None, cpu: str | None = None,
+                memory: str | None = None, processes: str | None = None,
+                open_files: str | None = None) -> RunOptions:
+    """RunOptions from the words of a command line; UsageError for a value no run takes
+    (the [filesystem] and [process] values are checked with the profile, by confine)."""
     if log_format is not None and log_format not in LOG_FORMATS:
         raise UsageError(f"--log-format {log_format}: not one of {', '.join(LOG_FORMATS)} "
                          f"(see {RUN_HELP})")
@@ -42,7 +60,8 @@ def run_options(command: Sequence[str], profile: str = "offline", allow: Sequenc
         raise UsageError(f"--log-format applies to --log FILE; without --log, denials are "
                          f"reported on stderr as text (see {RUN_HELP})")
     return RunOptions(tuple(command), profile, tuple(allow), tuple(deny), log,
-                      log_format or "json", quiet, tuple(descriptor(value) for value in keep_fd))
+                      log_format or "json", quiet, tuple(descriptor(value) for value in keep_fd),
+                      tuple(read), tuple(write), signals, cpu, memory, processes, open_files)
 
 
 # The largest descriptor number: file descriptors are C ints.
@@ -68,11 +87,14 @@ def check_open(keep_fd: Sequence[int], option: str = "--keep-fd") -> None:
 
 def start(options: RunOptions) -> int:
     """Run the command as `options` say; the status `sockbox run` exits with."""
-    from . import runner
+    from . import confine, runner
     from .audit import Sink
     from .profile import load_profile
 
     profile = load_profile(options.profile).with_inline_rules(options.allow, options.deny)
+    filesystem, process = confine.with_command_line(profile.filesystem, profile.process, options.read,
+                                                    options.write, options.process_values)
+    profile = dataclasses.replace(profile, filesystem=filesystem, process=process)
     check_open(options.keep_fd)
     sinks = []
     if options.log is not None:

@@ -83,6 +83,8 @@ class Learner:
         lines = ["# Learned by `sockbox learn` from one run of:",
                  f"#   {_printable(shlex.join(command))}",
                  "# Every rule allows exactly what that run did; anything else is denied.",
+                 "# No [filesystem] or [process]: learn sees socket calls, not file access",
+                 "# or resource use; add them by hand (see `sockbox explain -p FILE read PATH`).",
                  "", "[profile]",
                  f"description = {_toml_string('learned from ' + shlex.join(command))}",
                  'default = "deny"']
@@ -128,6 +130,8 @@ def _destination(call: Call) -> tuple[tuple[tuple[str, str], ...], str, str]:
         return conditions, call.name, f"a raw {names.family_name(address.family)} socket to {address.address}"
     if isinstance(address, (Inet4, Inet6)):
         network = ipaddress.ip_network(address.address)
+        if call.name == "listen":  # on the port its bind got: the bind's rule says which
+            return (("address", _names([str(network)])),), call.name, f"listening on {address.address}"
         if not ports_the_traffic(call):  # a protocol without ports (ping, ...): the address only
             return (("address", _names([str(network)])),), call.name, str(address.address)
         port = str(address.port) + (" (any free port)" if address.port == 0 else "")

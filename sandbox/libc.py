@@ -45,6 +45,19 @@ class IoVec(ctypes.Structure):
     _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
 
 
+def getsockname(fd: int) -> bytes:
+    """The socket's own address, as the kernel writes it (at most sockaddr_storage)."""
+    buffer = ctypes.create_string_buffer(128)
+    length = ctypes.c_uint32(len(buffer))
+    if libc.getsockname(fd, buffer, ctypes.byref(length)) != 0:
+        raise last_error("getsockname")
+    return buffer.raw[:min(length.value, len(buffer))]
+
+
+def listen(fd: int, backlog: int) -> int:
+    return result(libc.listen(fd, backlog))
+
+
 def bind(fd: int, address: bytes | None) -> int:
     data = address or b""
     return result(libc.bind(fd, ctypes.c_char_p(data), len(data)))

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 
 import tomli
 
-from . import names
+from . import confine, names
 from .errors import ProfileError
 from .rules import (ADDRESS_CALLS, ADDRESS_KEYS, ALL_CALLS, OPTION_CALLS, OPTION_KEYS, Action,
                     Call, Glob, Host, Option, PortRange, Protocol, Rule, Verdict, decide)
@@ -48,6 +48,8 @@ class Profile:
     rules: tuple[Rule, ...]
     source: str  # the file as the user named it, for messages
     text: str = field(repr=False, default="")
+    filesystem: confine.Filesystem | None = None  # None: files are not confined
+    process: confine.Process = field(default_factory=confine.Process)
 
     @classmethod
     def from_toml(cls, text: str, source: str = "profile.toml") -> Profile:
@@ -125,13 +127,11 @@ class Profile:
         rules = tuple(resolved(rule) for rule in self.rules)
         if errors:
             raise ProfileError(self.source, errors)
-        return Profile(self.name, self.description, self.default, self.errno, self.log,
-                       rules, self.source, self.text)
+        return dataclasses.replace(self, rules=rules)
 
     def with_rules_first(self, rules: Iterable[Rule]) -> Profile:
         """This profile with `rules` tried before its own (`--allow`, `--deny`)."""
-        return Profile(self.name, self.description, self.default, self.errno, self.log,
-                       (*rules, *self.rules), self.source, self.text)
+        return dataclasses.replace(self, rules=(*rules, *self.rules))
 
     def with_inline_rules(self, allow: Iterable[str], deny: Iterable[str]) -> Profile:
         """This profile with `--deny` and then `--allow` rules tried first."""
@@ -191,6 +191,7 @@ def _os_reason(error: Exception) -> str:
 # Reading a document
 
 
+_TOP_KEYS = ("profile", "rule", "filesystem", "process")
 _PROFILE_KEYS = ("name", "description", "default", "errno", "log", "version")
 RULE_KEYS = ("calls", "action", "errno", "log", "family", "type", "protocol",
              "address", "host", "port", "path", "abstract", "level", "option", "exe")
@@ -209,8 +210,8 @@ class _Reader:
 
     def profile(self, document: dict[str, Any], text: str) -> Profile:
         for key in document:
-            if key not in ("profile", "rule"):
-                self.error(key, _unknown("top-level key", key, ("profile", "rule")))
+            if key not in _TOP_KEYS:
+                self.error(key, _unknown("top-level key", key, _TOP_KEYS))
         header = document.get("profile", {})
         if not isinstance(header, dict):
             self.error("profile", "must be a table: [profile]")
@@ -235,10 +236,11 @@ class _Reader:
             tables = []
         rules = [self.rule(table, f"rule[{i}]", f"{self.label}:rule[{i}]")
                  for i, table in enumerate(tables, start=1)]
+        filesystem, process = confine.read_sections(document, self.source, self.error, _unknown)
         if self.errors:
             raise ProfileError(self.source, self.errors)
         return Profile(name, description, default, errno, log,
-                       tuple(r for r in rules if r is not None), self.source, text)
+                       tuple(r for r in rules if r is not None), self.source, text, filesystem, process)
 
     # -- one [[rule]] table ---------------------------------------------------------------
 

@@ -22,8 +22,8 @@ from .names import (AF_INET, PORT_PROTOCOLS, SOCK_RAW, SOCK_TYPE_MASK, SUBCALLS,
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 # The calls that can name an address, so the only ones `address`, `port`, `path` and
-# `abstract` can apply to.
-ADDRESS_CALLS = frozenset({"bind", "connect", "sendto", "sendmsg", "sendmmsg"})
+# `abstract` can apply to: listen's is the local address it listens on.
+ADDRESS_CALLS = frozenset({"bind", "connect", "listen", "sendto", "sendmsg", "sendmmsg"})
 # A call that names no address is also its plain twin: a sendto, sendmsg or sendmmsg
 # without a destination is a send (send() is exactly that on x86_64), a recvfrom without
 # an address buffer a recv; and socketcall's SYS_SEND and SYS_RECV are their plain forms.
@@ -247,24 +247,47 @@ def _first_match(rules: Sequence[Rule], default: Verdict, call: Call) -> Verdict
 
 def views(call: Call) -> list[Call]:
     """The call as `decide` judges it: once, or, for an address that is another's in
-    disguise (an IPv6 spelling of an IPv4 one, a destination of 0.0.0.0 or ::), once
-    per address it may reach."""
-    if not isinstance(call.address, (Inet4, Inet6)):
+    disguise (an IPv6 spelling of an IPv4 one), once per address it may reach."""
+    if not isinstance(call.address, Inet6):
         return [call]
-    views = [call]
-    if isinstance(call.address, Inet6):
-        mapped, carried = ipv4_views(call.address.address)
-        as_ipv4 = [replace(call, family=AF_INET, address=Inet4(v4, call.address.port))
-                   for v4 in carried]
-        views = as_ipv4 if mapped else [call, *as_ipv4]
-    if call.name == "bind":
-        return views
-    # A destination of 0.0.0.0 or :: reaches this host (the kernel routes it to loopback).
-    return views + [replace(view, address=replace(view.address, address=_LOOPBACK[view.address.address.version]))
-                    for view in views if view.address.address.is_unspecified]
+    mapped, carried = ipv4_views(call.address.address)
+    as_ipv4 = [replace(call, family=AF_INET, address=Inet4(v4, call.address.port)) for v4 in carried]
+    return as_ipv4 if mapped else [call, *as_ipv4]
 
 
-_LOOPBACK = {4: ipaddress.IPv4Address("127.0.0.1"), 6: ipaddress.IPv6Address("::1")}
+_LOOPBACK4 = ipaddress.IPv4Address("127.0.0.1")
+_LOOPBACK6 = ipaddress.IPv6Address("::1")
+_MAPPED_ANY = ipaddress.IPv6Address("::ffff:0.0.0.0")
+
+
+def reached(destination: Inet4 | Inet6, local: Address | None) -> Inet4 | Inet6:
+    """Where a destination of "nowhere" goes, as the kernel routes it: 0.0.0.0 (and an
+    IPv6 socket's ::ffff:0.0.0.0) to the socket's own bound IPv4 address, or loopback
+    where it is bound to none (ip_route_output_key_hash_rcu); :: to loopback, IPv4's
+    on a socket bound to an IPv4-mapped address (tcp_v6_connect, udpv6_sendmsg). Any
+    other destination goes where it says."""
+    ip = destination.address
+    if not names_nowhere(destination):
+        return destination
+    if isinstance(destination, Inet6) and ip.is_unspecified:
+        bound = local.address if isinstance(local, Inet6) else None
+        mapped = bound is not None and bound.ipv4_mapped is not None
+        return replace(destination, address=_mapped(_LOOPBACK4) if mapped else _LOOPBACK6)
+    bound4 = local.address if isinstance(local, Inet4) else (
+        local.address.ipv4_mapped if isinstance(local, Inet6) else None)
+    concrete = bound4 if bound4 is not None and not bound4.is_unspecified else _LOOPBACK4
+    if isinstance(destination, Inet4):
+        return replace(destination, address=concrete)
+    return replace(destination, address=_mapped(concrete))
+
+
+def names_nowhere(destination: Inet4 | Inet6) -> bool:
+    """0.0.0.0, :: or ::ffff:0.0.0.0: a destination the kernel turns into another."""
+    return destination.address.is_unspecified or destination.address == _MAPPED_ANY
+
+
+def _mapped(ip: ipaddress.IPv4Address) -> ipaddress.IPv6Address:
+    return ipaddress.IPv6Address(int(_MAPPED_ANY) | int(ip))
 _MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 _TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # SIIT
 _COMPATIBLE = ipaddress.IPv6Network("::/96")

@@ -7,8 +7,9 @@ import errno
 import os
 from typing import Callable, Mapping, Sequence
 
-from . import _ptrace, filter, signals, spawn
+from . import _ptrace, filter, landlock, signals, spawn
 from .audit import AuditLog, Sink
+from .domain import Domain
 from .errors import Malformed, UnsupportedKernel
 from .profile import Profile
 from .rules import Call
@@ -28,22 +29,47 @@ def run(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
 
     Raises SandboxError (nothing was run), ExecFailed among them (status 126/127).
     """
+    return supervise(profile, argv, sinks, env, cwd, inheritance, observers, watch_destinations)
+
+
+def prepare(profile: Profile, watch_destinations: bool = False) -> bytes:
+    """The start-up work: check the kernel, build the filter (which a warm sandbox does
+    once for many runs)."""
     check_kernel()
+    return filter.build(profile, watch_credentials=credentials("self").privileged,
+                        watch_destinations=watch_destinations)
+
+
+def supervise(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
+              env: Mapping[str, str] | None = None, cwd: str | None = None,
+              inheritance: Inheritance = Inheritance(),
+              observers: Sequence[Callable[[Call], None]] = (), watch_destinations: bool = False,
+              program: bytes | None = None, forward_signals: bool = True) -> int:
+    """`run`, with `program`: the filter `prepare` built for this profile and
+    `watch_destinations`; `forward_signals`: pass on those sent to this process (the
+    CLI's; the Python API's supervisors have no one to). A death by signal is a
+    signals.DiedBySignal status."""
+    if program is None:
+        program = prepare(profile, watch_destinations)
     ours = credentials("self")
-    program = filter.build(profile, watch_credentials=ours.privileged,
-                           watch_destinations=watch_destinations)
     # Orphans of the command are reparented to us, so that we can reap them.
     spawn.prctl(spawn.PR_SET_CHILD_SUBREAPER, 1)
+    domain = Domain.for_profile(profile.filesystem, profile.process, profile.source, cwd)
     signals.block()
-    child = spawn.spawn(argv, program, env, cwd, inheritance)
+    try:
+        child = spawn.spawn(argv, program, env, cwd, inheritance, domain, profile.process)
+    finally:
+        if domain is not None:
+            domain.close()
     # Processes in the sandbox run as our user; they must not be able to read or write
     # the supervisor's memory, which being non-dumpable forbids. Only after the fork:
     # the child would inherit it, and an unprivileged tracer cannot seize a
     # non-dumpable process.
     spawn.prctl(PR_SET_DUMPABLE, 0)
     supervisor = Supervisor(profile, AuditLog(sinks), child.pid, ours, observers=observers,
-                            watch_destinations=watch_destinations)
-    signals.forward(child.pid, lambda: supervisor.tracees)
+                            watch_destinations=watch_destinations, domain=domain)
+    if forward_signals:
+        signals.forward(child.pid, lambda: supervisor.tracees)
     return supervisor.run()
 
 
@@ -74,7 +100,7 @@ def check_kernel() -> None:
         os.close(openat2(-100, b"/", O_PATH, 0))  # AT_FDCWD
     except Malformed as error:
         raise UnsupportedKernel(_missing("openat2", error.errno)) from None
-    if spawn.landlock_abi() == 0 and _yama_scope() < 1:
+    if landlock.abi() == 0 and _yama_scope() < 1:
         raise UnsupportedKernel(
             "neither Landlock (Linux 5.13, lsm=landlock) nor Yama ptrace_scope >= 1 is "
             "available, so a sandboxed process could write into the memory of this user's "

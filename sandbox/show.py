@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .abi import syscall_name
+from .confine import describe
 from .filter import RET_ALLOW, RET_TRACE, AbiPlan
 from .names import errno_name
 from .profile import Profile
@@ -11,7 +12,7 @@ from .profile import Profile
 def render(profile: Profile, plans: list[AbiPlan]) -> str:
     lines = [f"{profile.name} ({profile.source}): {profile.description}",
              f"default {profile.default.value}, errno {errno_name(profile.errno)}, log {profile.log.value}",
-             "", "rules (first match wins):"]
+             "", *describe(profile.filesystem, profile.process), "", "rules (first match wins):"]
     lines += [f"  {rule.label}  {rule}" for rule in profile.effective_rules]
     for abi_plan in plans:
         lines += ["", f"{abi_plan.abi.value}: where each call is decided"]

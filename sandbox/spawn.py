@@ -7,8 +7,8 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import resource
 import signal
-import struct
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -16,6 +16,8 @@ from ptrace import PtraceError
 
 from . import _ptrace, filter
 from .abi import Abi, syscall_number
+from .confine import Process
+from .domain import Domain
 from .errors import (STATUS_CANNOT_EXECUTE, STATUS_NOT_FOUND, ExecFailed, SandboxError,
                      UnsupportedKernel)
 
@@ -24,6 +26,7 @@ PR_SET_CHILD_SUBREAPER = 36
 PR_CAPBSET_DROP = 24
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_LOWER = 47, 3
 CAP_SYS_PTRACE = 19
+CAP_SYS_RESOURCE = 24
 _CAPABILITY_VERSION_3 = 0x20080522
 LISTEN_FDS_START = 3  # systemd's socket activation hands descriptors over from 3
 
@@ -59,14 +62,17 @@ def prctl(option: int, value: int, arg3: int = 0) -> None:
 
 
 def spawn(argv: Sequence[str], program: bytes, env: Mapping[str, str] | None = None,
-          cwd: str | None = None, inheritance: Inheritance = Inheritance()) -> Child:
-    """Fork the command under ptrace and the filter. Returns once it has exec'd (its
-    exec event is then waiting for the supervisor); raises ExecFailed otherwise."""
+          cwd: str | None = None, inheritance: Inheritance = Inheritance(),
+          domain: Domain | None = None, limits: Process = Process()) -> Child:
+    """Fork the command under ptrace and the filter, in `domain`, with the
+    per-process `limits`. Returns once it has exec'd (its exec event is then waiting
+    for the supervisor); raises ExecFailed otherwise."""
     go_read, go_write = os.pipe()
     report_read, report_write = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, reported through the pipe
-        _child(argv, program, env, cwd, inheritance, go_read, go_write, report_read, report_write)
+        _child(argv, program, env, cwd, inheritance, domain, limits, go_read, go_write,
+               report_read, report_write)
     os.close(go_read)
     os.close(report_write)
     try:
@@ -111,8 +117,8 @@ def _seize_and_probe(pid: int) -> None:
 
 
 def _child(argv: Sequence[str], program: bytes, env: Mapping[str, str] | None, cwd: str | None,
-           inheritance: Inheritance, go_read: int, go_write: int, report_read: int,
-           report_write: int) -> None:
+           inheritance: Inheritance, domain: Domain | None, limits: Process, go_read: int,
+           go_write: int, report_read: int, report_write: int) -> None:
     stage = "startup"
     try:
         os.close(go_write)
@@ -126,19 +132,23 @@ def _child(argv: Sequence[str], program: bytes, env: Mapping[str, str] | None, c
         stage = "chdir"
         if cwd is not None:
             os.chdir(cwd)
-        _close_fds_except({0, 1, 2, report_write, *inheritance.descriptors()})
+        ruleset = {domain.ruleset} if domain is not None else set()
+        _close_fds_except({0, 1, 2, report_write, *ruleset, *inheritance.descriptors()})
         environment = dict(os.environ if env is None else env)
         if inheritance.listen_fds:
             environment["LISTEN_PID"] = str(os.getpid())
         stage = "capabilities"
-        _drop_ptrace_capability()
+        # Root could raise its limits again, were CAP_SYS_RESOURCE left to it.
+        _drop_capabilities(CAP_SYS_PTRACE, *((CAP_SYS_RESOURCE,) if limits.limits else ()))
         stage = "no_new_privs"
         prctl(PR_SET_NO_NEW_PRIVS, 1)
         stage = "landlock"
-        if landlock_abi() > 0:
-            _enter_landlock_domain()
+        if domain is not None:
+            domain.enter()
         stage = "seccomp"
         filter.install(program)
+        stage = "limits"
+        _set_limits(limits)
         stage = "exec"
         _exec(argv, environment)
     except ExecFailed as failure:
@@ -197,64 +207,49 @@ def _interpreter(program: str) -> str | None:
     return os.fsdecode(words[0]) if words else None
 
 
-def _drop_ptrace_capability() -> None:
-    """A privileged tracee must not get past the supervisor being non-dumpable (to
-    ptrace it or write its memory): CAP_SYS_PTRACE leaves every set, for good."""
-    try:
-        prctl(PR_CAPBSET_DROP, CAP_SYS_PTRACE)
-    except OSError as error:
-        if error.errno != errno.EPERM:  # EPERM: not privileged, nothing to drop
-            raise
-    try:
-        prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_LOWER, CAP_SYS_PTRACE)
-    except OSError as error:
-        if error.errno != errno.EINVAL:  # EINVAL: ambient capabilities unsupported
-            raise
+def _drop_capabilities(*capabilities: int) -> None:
+    """Each capability leaves every set, for good. CAP_SYS_PTRACE always: a privileged
+    tracee must not get past the supervisor being non-dumpable (to ptrace it or write
+    its memory)."""
+    for capability in capabilities:
+        try:
+            prctl(PR_CAPBSET_DROP, capability)
+        except OSError as error:
+            if error.errno != errno.EPERM:  # EPERM: not privileged, nothing to drop
+                raise
+        try:
+            prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_LOWER, capability)
+        except OSError as error:
+            if error.errno != errno.EINVAL:  # EINVAL: ambient capabilities unsupported
+                raise
     header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)
     data = (ctypes.c_uint32 * 6)()  # two of {effective, permitted, inheritable}
     if _libc.syscall(syscall_number(Abi.X86_64, "capget"), header, data) != 0:
         raise OSError(ctypes.get_errno(), "capget")
     for index in range(3):
-        data[index] &= ~(1 << CAP_SYS_PTRACE)
+        for capability in capabilities:  # all below 32: the first word of each set
+            data[index] &= ~(1 << capability)
     if _libc.syscall(syscall_number(Abi.X86_64, "capset"), header, data) != 0:
         raise OSError(ctypes.get_errno(), "capset")
 
 
-LANDLOCK_CREATE_RULESET_VERSION = 1
-LANDLOCK_RULE_PATH_BENEATH = 1
-LANDLOCK_ACCESS_FS_MAKE_BLOCK = 1 << 11
+# RLIMIT_CPU's soft limit sends SIGXCPU, which ends a process unless it is caught;
+# the hard limit, a second later, SIGKILL.
+_RLIMITS = {"cpu": (resource.RLIMIT_CPU, 1), "memory": (resource.RLIMIT_AS, 0),
+            "open_files": (resource.RLIMIT_NOFILE, 0)}
 
 
-def landlock_abi() -> int:
-    """The Landlock ABI version, or 0 where the kernel has none (or has it disabled)."""
-    version = _libc.syscall(syscall_number(Abi.X86_64, "landlock_create_ruleset"), None, 0,
-                            LANDLOCK_CREATE_RULESET_VERSION)
-    return max(version, 0)
+def _set_limits(limits: Process) -> None:
+    """Lower each limit the profile sets (never raise one: a lower limit in force
+    already keeps the profile's)."""
+    for key, value in limits.limits.items():
+        which, grace = _RLIMITS[key]
+        soft, hard = resource.getrlimit(which)
+        resource.setrlimit(which, (_lower(soft, value), _lower(hard, value + grace)))
 
 
-def _enter_landlock_domain() -> None:
-    """Put the command in a Landlock domain of its own. The domain restricts nothing on
-    the filesystem (it handles only creating block devices, allowed everywhere), but a
-    process in a domain can reach another's memory, descriptors or tracing (ptrace,
-    /proc/PID/mem, process_vm_*, pidfd_getfd) only inside its domain: not the
-    supervisor, not the user's other processes."""
-    handled = ctypes.c_uint64(LANDLOCK_ACCESS_FS_MAKE_BLOCK)
-    ruleset = _libc.syscall(syscall_number(Abi.X86_64, "landlock_create_ruleset"),
-                            ctypes.byref(handled), ctypes.sizeof(handled), 0)
-    if ruleset < 0:
-        raise OSError(ctypes.get_errno(), "landlock_create_ruleset")
-    root = os.open("/", os.O_PATH | os.O_CLOEXEC)
-    try:
-        # struct landlock_path_beneath_attr: u64 allowed_access; s32 parent_fd (packed)
-        beneath = ctypes.create_string_buffer(struct.pack("=Qi", LANDLOCK_ACCESS_FS_MAKE_BLOCK, root), 12)
-        if _libc.syscall(syscall_number(Abi.X86_64, "landlock_add_rule"), ruleset,
-                         LANDLOCK_RULE_PATH_BENEATH, beneath, 0) != 0:
-            raise OSError(ctypes.get_errno(), "landlock_add_rule")
-        if _libc.syscall(syscall_number(Abi.X86_64, "landlock_restrict_self"), ruleset, 0) != 0:
-            raise OSError(ctypes.get_errno(), "landlock_restrict_self")
-    finally:
-        os.close(root)
-        os.close(ruleset)
+def _lower(current: int, value: int) -> int:
+    return value if current == resource.RLIM_INFINITY else min(current, value)
 
 
 def _close_fds_except(keep: set[int]) -> None:

@@ -19,35 +19,18 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from . import _fastpath, _ptrace, procfs
-from .abi import (
-    SOCKETCALL,
-    Abi,
-    Via,
-    abi_of,
-    changes_credentials,
-    identify,
-    socket_syscalls,
-    socketcall_nargs,
-    subcall_name,
-    syscall_number,
-)
+from .abi import (SOCKETCALL, Abi, Via, abi_of, changes_credentials, identify, makes_task,
+                  socket_syscalls, socketcall_nargs, subcall_name, syscall_number)
 from .audit import AuditLog, Event, make_event
 from .calls import Subject, describe
-from .decode import decode_words
-from .emulate import (
-    RETRY_NS,
-    Breach,
-    Done,
-    Outcome,
-    Wait,
-    emulate,
-    needs_emulation,
-    wait_for,
-)
+from .decode import Unix, decode_words
+from .domain import Domain
+from .emulate import RETRY_NS, Breach, Done, Outcome, Wait, emulate, needs_emulation, wait_for
 from .errors import Malformed, SandboxError, SupervisorError, TraceeGone
 from .filter import DESTINATION_CALLS
 from .impersonate import emulate_as
 from .names import AF_INET, AF_INET6, SOCK_DGRAM, SOCK_TYPE_MASK, SUBCALLS
+from .processes import ProcessCount
 from .profile import Profile
 from .rules import Action, Call, Verdict, needs_socket
 from .signals import DiedBySignal
@@ -102,6 +85,8 @@ class Supervisor:
     # Keep every distinct destination reached or refused (the filter stops at each call
     # that names one): the summary lists them, whatever the profile audits.
     watch_destinations: bool = False
+    # The command's Landlock domain, which calls performed here outside it must keep to.
+    domain: Domain | None = None
     stops: int = 0  # seccomp stops: each time a socket call waited for the supervisor
 
     def __post_init__(self) -> None:
@@ -113,6 +98,7 @@ class Supervisor:
         self._filed_count = 0
         self._fast = _fastpath.Server(self.threads, served_in_c())
         self._destinations: dict[tuple[object, ...], Event] = {}
+        self.processes = ProcessCount(self.profile.process.processes, self.main_pid)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -177,7 +163,9 @@ class Supervisor:
         elif event == _ptrace.PTRACE_EVENT_SECCOMP:
             self.on_seccomp(pid)
         elif event in _FORK_EVENTS:
-            self.tracees.add(_ptrace.event_message(pid))
+            child = _ptrace.event_message(pid)
+            self.tracees.add(child)
+            self.processes.forked(pid, child)
             _ptrace.cont(pid)
         elif event == _ptrace.PTRACE_EVENT_EXEC:
             former = _ptrace.event_message(pid)
@@ -199,6 +187,7 @@ class Supervisor:
 
     def forget(self, pid: int) -> None:
         self.tracees.discard(pid)
+        self.processes.exited(pid)
         thread = self.threads.pop(pid, None)
         if thread is not None:
             thread.close()
@@ -213,6 +202,9 @@ class Supervisor:
         if info.op != _ptrace.PTRACE_SYSCALL_INFO_SECCOMP or abi is None:
             _ptrace.fail_syscall(tid, errno.ENOSYS)  # nothing our filter traces: fail closed
             _ptrace.cont(tid)
+            return
+        if syscall is None and makes_task(info.arch, info.nr):
+            self.on_fork(tid)
             return
         thread = self.threads.get(tid)
         if thread is None:
@@ -257,6 +249,14 @@ class Supervisor:
             _ptrace.cont(tid)
         finally:
             stop.close()
+
+    def on_fork(self, tid: int) -> None:
+        """A fork, vfork or clone, which stops where `processes` is set (processes.py)."""
+        if self.processes.may_fork(tid):
+            _ptrace.cont_to_syscall_exit(tid)  # a fork that fails makes no event: its return says so
+        else:
+            _ptrace.fail_syscall(tid, errno.EAGAIN)
+            _ptrace.cont(tid)
 
     def file(self, subject: Subject, verdict: Verdict) -> None:
         """File a verdict for _fastpath to serve again. A connect from an IP socket,
@@ -324,6 +324,10 @@ class Supervisor:
             _ptrace.cont(tid)
             return
         first = subjects[0]
+        if not self.may_create(first, stop):
+            _ptrace.fail_syscall(tid, errno.EACCES)  # as Landlock refuses it
+            _ptrace.cont(tid)
+            return
         if needs_emulation(first):
             theirs = stop.credentials() if self.credentials.privileged else None
             if theirs is not None and theirs != self.credentials:
@@ -341,6 +345,16 @@ class Supervisor:
             _ptrace.cont_to_syscall_exit(tid)
         else:
             _ptrace.cont(tid)
+
+    def may_create(self, subject: Subject, stop: StopContext) -> bool:
+        """A bind to a unix path makes a file, which the supervisor, outside the
+        command's Landlock domain, must make only where the command may."""
+        address = subject.call.address
+        if (self.domain is None or subject.call.name != "bind" or not isinstance(address, Unix)
+                or not address.path):
+            return True
+        target = stop.unix_target(address.path, follow_last=False)
+        return target.missing or self.domain.may_create_in(target.fd)
 
     def complete(self, tid: int, thread: ThreadState, abi: Abi, outcome: Outcome,
                  memory: _ptrace.TraceeMemory) -> None:
@@ -419,6 +433,7 @@ class Supervisor:
         _ptrace.cont_to_syscall_exit(tid)
 
     def on_syscall_exit(self, tid: int) -> None:
+        self.processes.returned(tid)
         thread = self.threads.get(tid)
         if thread is not None and thread.rewritten is not None:
             _ptrace.restore_after_rewrite(tid, thread.rewritten)

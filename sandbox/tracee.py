@@ -19,9 +19,8 @@ import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from . import _ptrace, procfs
+from . import _ptrace, libc, procfs
 from .errors import Malformed, TraceeGone
-from .libc import raw_syscall
 
 if TYPE_CHECKING:
     from .emulate import Wait
@@ -37,7 +36,7 @@ class _OpenHow(ctypes.Structure):
 
 def openat2(directory: int, path: bytes, flags: int, resolve: int) -> int:
     how = _OpenHow(flags | os.O_CLOEXEC, 0, resolve)
-    fd = raw_syscall("openat2", directory, path, ctypes.byref(how), ctypes.sizeof(how))
+    fd = libc.raw_syscall("openat2", directory, path, ctypes.byref(how), ctypes.sizeof(how))
     if fd < 0:
         err = ctypes.get_errno()
         raise Malformed(err, f"{os.fsdecode(path)}: {os.strerror(err)}")
@@ -249,6 +248,12 @@ class StopContext:
     def socket_info(self, fd: int) -> tuple[int, int, int]:
         copy = self.socket(fd)
         return copy.family, copy.type, copy.protocol
+
+    def local_address(self, fd: int) -> bytes:
+        try:
+            return libc.getsockname(self.socket(fd).fd)
+        except OSError as error:
+            raise Malformed(error.errno or errno.EBADF, f"fd {fd}") from None
 
     # -- unix paths -------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ run `sockbox` as a user would (a separate process, its real exit status)."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import pty
@@ -13,6 +14,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from textwrap import dedent
@@ -55,7 +57,22 @@ def programs() -> Programs:
 
 # --- running sockbox ---------------------------------------------------------------------
 
-SOCKBOX = [sys.executable, "-m", "sandbox"]
+
+class SockboxCommand:
+    """The words that start sockbox, `python -m sandbox`: inside a runtime's outer seccomp
+    layer (below) while a test runs in that mode. Spread it, `[*SOCKBOX, ...]`, where the
+    command is made, so that the mode in force then applies."""
+
+    def __init__(self) -> None:
+        # The layer's words alone, for a command that reaches sockbox another way (a
+        # program that execs it, the Python API).
+        self.outer: list[str] = []
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self.outer, sys.executable, "-m", "sandbox"])
+
+
+SOCKBOX = SockboxCommand()
 
 
 def in_new_netns(command: list[str], setup: str = "") -> list[str]:
@@ -80,9 +97,10 @@ class Terminal:
     """`sockbox ARGS...` on a pseudo-terminal of its own, as a user at a shell runs it."""
 
     def __init__(self, *args: str):
+        command = [*SOCKBOX, *args]
         self.pid, self.master = pty.fork()
         if self.pid == 0:  # pragma: no cover - the child becomes sockbox
-            os.execv(sys.executable, [*SOCKBOX, *args])
+            os.execv(command[0], command)
         self.output = b""
 
     def type(self, keys: bytes) -> None:
@@ -101,6 +119,57 @@ class Terminal:
         _, status = os.waitpid(self.pid, 0)
         os.close(self.master)
         return os.WEXITSTATUS(status)
+
+
+# --- the container runtimes' default seccomp profiles, emulated ---------------------------
+
+# Of the calls sockbox could use, those each runtime's default seccomp profile refuses to
+# a container without CAP_SYS_PTRACE and CAP_SYS_ADMIN (no runtime grants either by
+# default), with the errno it gives: Docker's (moby's profiles/seccomp/default.json, the
+# same since containerd 1.7 in containerd's RuntimeDefault, what most Kubernetes clusters
+# run), and containerd's RuntimeDefault before 1.7 (contrib/seccomp/seccomp_default.go),
+# which lets process_vm_readv/writev through only with CAP_SYS_PTRACE too. A call they do
+# not list gets their default errno, EPERM; clone3 gets ENOSYS, so that the C library
+# falls back to clone. Podman's and CRI-O's default (containers-common's, since 0.48)
+# refuses only kcmp of these. tests/c/outer.c applies one around a command;
+# tests/test_containers.py makes each runtime's container profile from them.
+RUNTIME_REFUSALS = {
+    "docker": {"pidfd_getfd": errno.EPERM, "kcmp": errno.EPERM, "clone3": errno.ENOSYS},
+    "containerd-1.6": {"pidfd_getfd": errno.EPERM, "kcmp": errno.EPERM, "clone3": errno.ENOSYS,
+                       "process_vm_readv": errno.EPERM, "process_vm_writev": errno.EPERM},
+}
+
+
+def outer_layer(outer: str, runtime: str) -> list[str]:
+    """The words that run a command inside `runtime`'s refusals; `outer` is tests/c/outer.c built."""
+    return [outer, *(f"{call}={err}" for call, err in RUNTIME_REFUSALS[runtime].items()), "--"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "runtime_defaults: run each test once as it is and once "
+                                       "per runtime of RUNTIME_REFUSALS, every sockbox it starts "
+                                       "through SOCKBOX inside that runtime's outer seccomp layer")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("runtime_defaults"):
+        metafunc.parametrize("outer_seccomp", [None, *RUNTIME_REFUSALS], indirect=True,
+                             ids=["plain", *(f"{runtime}-seccomp" for runtime in RUNTIME_REFUSALS)])
+
+
+@pytest.fixture(autouse=True)
+def outer_seccomp(request: pytest.FixtureRequest):
+    """The runtime whose outer seccomp layer is around every sockbox the test starts:
+    none, unless its module is marked runtime_defaults (pytest_generate_tests)."""
+    runtime = getattr(request, "param", None)
+    if runtime is None:
+        yield None
+        return
+    SOCKBOX.outer = outer_layer(request.getfixturevalue("programs")("outer"), runtime)
+    try:
+        yield runtime
+    finally:
+        SOCKBOX.outer = []
 
 
 # --- loopback servers --------------------------------------------------------------------
@@ -266,7 +335,7 @@ def write_profile(directory: Path, text: str, name: str = "test.toml") -> str:
 
 # --- profiles from text ------------------------------------------------------------------
 
-BUILTINS = ["audit", "localhost", "offline", "server", "web"]
+BUILTINS = ["audit", "localhost", "offline", "server", "web", "workdir"]
 
 
 def load(text: str, source: str = "test.toml") -> Profile:

@@ -29,6 +29,8 @@ import pytest
 from conftest import (SOCKBOX, TESTS, TcpServer, Terminal, UdpServer, UnixServer, in_new_netns, sockbox,
                       write_profile)
 
+pytestmark = pytest.mark.runtime_defaults
+
 
 def guarded_profile(directory, allowed_port: int, extra: str = "") -> str:
     """IP sockets may be made; they may reach 127.0.0.1 only on `allowed_port`."""
@@ -443,10 +445,10 @@ def test_inherited_descriptors_are_closed_unless_asked_for(tcp_server):
     outside = socket.create_connection(("127.0.0.1", tcp_server.port))
     fd = outside.fileno()
     use = [sys.executable, "-c", f"import os; os.write({fd}, b'ping'); print('sent')"]
-    closed = subprocess.run([sys.executable, "-m", "sandbox", "run", "--", *use],
+    closed = subprocess.run([*SOCKBOX, "run", "--", *use],
                             pass_fds=(fd,), capture_output=True, text=True, timeout=30)
     assert "sent" not in closed.stdout and "Bad file descriptor" in closed.stderr
-    kept = subprocess.run([sys.executable, "-m", "sandbox", "run", "--keep-fd", str(fd), "--", *use],
+    kept = subprocess.run([*SOCKBOX, "run", "--keep-fd", str(fd), "--", *use],
                           pass_fds=(fd,), capture_output=True, text=True, timeout=30)
     assert "sent" in kept.stdout, kept.stderr
     outside.close()
@@ -462,9 +464,9 @@ def test_socket_activation_hands_over_listen_fds():
     check = ("import os, socket; s = socket.socket(fileno=3); "
              "print(os.environ['LISTEN_PID'] == str(os.getpid()), s.getsockname()[1])")
     # As systemd starts a service: the socket at 3, LISTEN_PID naming the process.
-    launch = (f"import os, sys; os.dup2({fd}, 3); os.environ.update(LISTEN_PID=str(os.getpid()), "
-              f"LISTEN_FDS='1'); os.execv(sys.executable, [sys.executable, '-m', 'sandbox', 'run', "
-              f"'-p', 'localhost', '--', sys.executable, '-c', {check!r}])")
+    command = [*SOCKBOX, "run", "-p", "localhost", "--", sys.executable, "-c", check]
+    launch = (f"import os; os.dup2({fd}, 3); os.environ.update(LISTEN_PID=str(os.getpid()), "
+              f"LISTEN_FDS='1'); os.execv({command[0]!r}, {command!r})")
     result = subprocess.run([sys.executable, "-c", launch], pass_fds=(fd,), capture_output=True,
                             text=True, timeout=30)
     assert result.stdout.split() == ["True", str(listener.getsockname()[1])], result.stderr
@@ -529,7 +531,7 @@ def _yama_scope() -> int:
 ])
 def test_a_kernel_without_a_needed_feature_runs_nothing(tmp_path, missing, message):
     marker = tmp_path / "ran"
-    result = subprocess.run([sys.executable, "-c", OUTER_FILTER, missing, str(marker)],
+    result = subprocess.run([*SOCKBOX.outer, sys.executable, "-c", OUTER_FILTER, missing, str(marker)],
                             capture_output=True, text=True, timeout=60)
     if message is None:  # this machine has the fallback
         assert result.returncode == 0 and marker.exists(), result.stderr
@@ -783,3 +785,65 @@ def test_routing_headers_cannot_be_set_inside_other_options(option, name):
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout == "OK\n"
     result = sockbox("run", "-q", "-p", "localhost", "--", sys.executable, "-c", code)
     assert result.stdout == "Operation not permitted\n", (name, result.stderr)
+
+
+# --- destinations of "nowhere": judged as where the kernel sends them --------------------
+
+NOWHERE = r"""
+import json, socket, struct, subprocess, sys
+listeners = {}
+for host in ("192.0.2.1", "127.0.0.1"):
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.bind((host, 4242)); udp.setblocking(False)
+    tcp = socket.socket(); tcp.bind((host, 4243)); tcp.listen(); tcp.setblocking(False)
+    listeners[host] = (udp, tcp)
+status = subprocess.run(sys.argv[1:]).returncode
+def count(sock, stream):
+    try:
+        sock.accept() if stream else sock.recv(100)
+        return 1
+    except BlockingIOError:
+        return 0
+print(json.dumps({"status": status, **{host: count(udp, False) + count(tcp, True)
+                                        for host, (udp, tcp) in listeners.items()}}))
+"""
+PKTINFO_SOURCE = r"""
+import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+source = struct.pack("=I4s4s", 0, socket.inet_aton("192.0.2.1"), bytes(4))  # struct in_pktinfo
+s.sendmsg([b"escape"], [(socket.IPPROTO_IP, 8, source)], 0, ("0.0.0.0", 4242))  # IP_PKTINFO
+"""
+BOUND_SOURCE = r"""
+import socket, sys
+s = socket.socket(); s.bind(("192.0.2.1", 0))
+sys.exit(s.connect_ex(("0.0.0.0", 4243)))
+"""
+DUMMY = "ip addr add 192.0.2.1/32 dev lo"  # a local address that is not loopback
+BIND_ANYWHERE = """
+[[rule]]
+calls = ["socket", "bind"]
+action = "allow"
+[[rule]]
+calls = ["connect", "sendto", "sendmsg"]
+address = ["127.0.0.0/8"]
+action = "allow"
+"""
+
+
+def nowhere(command: list[str]) -> dict:
+    result = subprocess.run(in_new_netns([sys.executable, "-c", NOWHERE, *command], DUMMY),
+                            capture_output=True, text=True, timeout=60)
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("script,profile", [(PKTINFO_SOURCE, "localhost"), (BOUND_SOURCE, "bind-anywhere")],
+                         ids=["pktinfo-source", "bound-source"])
+def test_a_destination_of_nowhere_is_judged_as_where_it_goes(tmp_path, script, profile):
+    # 0.0.0.0 goes to the call's source address: an IP_PKTINFO source, or the socket's
+    # bound address. Natively both reach 192.0.2.1, a local address that is not
+    # loopback; under a profile that allows loopback only, neither may.
+    native = nowhere([sys.executable, "-c", script])
+    assert native == {"status": 0, "192.0.2.1": 1, "127.0.0.1": 0}, native
+    if profile == "bind-anywhere":
+        profile = write_profile(tmp_path, BIND_ANYWHERE)
+    sandboxed = nowhere([*SOCKBOX, "run", "-q", "-p", profile, "--", sys.executable, "-c", script])
+    assert sandboxed["192.0.2.1"] == 0, sandboxed

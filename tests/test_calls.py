@@ -71,6 +71,7 @@ class FakeProcess:
     socket_errno: int | None = None
     queried: list[int] = field(default_factory=list)
     resolved: list[tuple[bytes, bool]] = field(default_factory=list)
+    local: bytes = struct.pack("=H", AF_INET) + bytes(14)  # unbound: 0.0.0.0 port 0
 
     def exe(self) -> str | None:
         return EXE
@@ -84,6 +85,9 @@ class FakeProcess:
         if self.socket_errno is not None:
             raise Malformed(self.socket_errno, f"fd {fd}")
         return self.info
+
+    def local_address(self, fd: int) -> bytes:
+        return self.local
 
 
 # --- building tracee memory --------------------------------------------------------------
@@ -242,12 +246,14 @@ def test_every_subcall(abi, name):
     if name in ADDRESSED:
         assert (call.family, call.address, call.path) == (AF_INET, DEST4_ADDRESS, None)
         assert subject.addrlen == 16
+    elif name == "listen":  # the socket's own address: here unbound, every interface
+        assert (call.family, call.address) == (AF_INET, Inet4(V4("0.0.0.0"), 0))
     else:
         assert call.address is None and call.path is None
 
 
 @pytest.mark.parametrize("abi", ABIS, ids=lambda abi: abi.value)
-@pytest.mark.parametrize("name", sorted(set(SUBCALLS) - NO_FD - ADDRESSED))
+@pytest.mark.parametrize("name", sorted(set(SUBCALLS) - NO_FD - ADDRESSED - {"listen"}))
 def test_fd_calls_take_family_type_protocol_from_the_socket(abi, name):
     tracee = Tracee(abi)
     process = FakeProcess(info=(AF_INET6, SOCK_DGRAM, IPPROTO_UDP))
@@ -989,3 +995,57 @@ def test_fuzz_describe_through_socketcall(data, name, needs_socket):
         assert list(args) == words
     check_described(name, Abi.I386, args,
                     lambda: describe(name, Abi.I386, args, memory, process, needs_socket))
+
+
+# --- listen: judged by the address it listens on ---------------------------------------------
+
+
+@pytest.mark.parametrize("abi", ABIS, ids=lambda abi: abi.value)
+@pytest.mark.parametrize("local, address, path", [
+    (sockaddr_in("0.0.0.0", 0), Inet4(V4("0.0.0.0"), 0), None),   # unbound: every interface
+    (sockaddr_in("127.0.0.1", 8080), Inet4(V4("127.0.0.1"), 8080), None),
+    (sockaddr_in6("::", 0), Inet6(ipaddress.IPv6Address("::"), 0), None),
+    (sockaddr_un(b"/run/app.sock"), Unix(path=b"/run/app.sock"), "/run/app.sock"),
+    (sockaddr_un(b"\0name"), Unix(abstract=b"name"), None),
+    (struct.pack("=H", AF_UNIX), Unix(), None),                      # unbound unix: EINVAL, unnamed
+])
+def test_listen_is_judged_by_its_sockets_own_address(abi, local, address, path):
+    family = {2: (AF_INET, SOCK_STREAM, IPPROTO_TCP), 10: (AF_INET6, SOCK_STREAM, IPPROTO_TCP),
+              1: (AF_UNIX, SOCK_STREAM, 0)}[struct.unpack_from("=H", local)[0]]
+    process = FakeProcess(info=family, local=local)
+    tracee = Tracee(abi)
+    subject = one(tracee, "listen", (FD, 16), process)
+    assert (subject.call.address, subject.call.path) == (address, path)
+    assert subject.raw_address == local
+
+
+# --- a destination of nowhere: judged and sent as where it goes ---------------------------
+
+
+@pytest.mark.parametrize("abi", ABIS, ids=lambda abi: abi.value)
+@pytest.mark.parametrize("name", ["connect", "sendto", "sendmsg", "sendmmsg"])
+@pytest.mark.parametrize("written, socket_info, local, goes_to", [
+    (sockaddr_in("0.0.0.0", 80), (AF_INET, SOCK_STREAM, 6), sockaddr_in("0.0.0.0", 0), "127.0.0.1"),
+    (sockaddr_in("0.0.0.0", 80), (AF_INET, SOCK_DGRAM, 17), sockaddr_in("127.0.0.5", 4000), "127.0.0.5"),
+    (sockaddr_in6("::", 80), (AF_INET6, SOCK_DGRAM, 17), sockaddr_in6("::", 0), "::1"),
+    (sockaddr_in6("::", 80), (AF_INET6, SOCK_DGRAM, 17), sockaddr_in6("::ffff:192.0.2.1", 9),
+     "::ffff:127.0.0.1"),
+    (sockaddr_in6("::ffff:0.0.0.0", 80), (AF_INET6, SOCK_DGRAM, 17), sockaddr_in6("::ffff:192.0.2.1", 9),
+     "::ffff:192.0.2.1"),
+])
+def test_a_destination_of_nowhere_is_judged_and_sent_as_where_it_goes(abi, name, written, socket_info,
+                                                                      local, goes_to):
+    tracee = Tracee(abi)
+    place = tracee.place(written)
+    args = {"connect": (FD, place, len(written)),
+            "sendto": (FD, BUF, LEN, FLAGS, place, len(written)),
+            "sendmsg": (FD, tracee.message(written), FLAGS),
+            "sendmmsg": (FD, tracee.messages([written]), 1, FLAGS)}[name]
+    subject = one(tracee, name, args, FakeProcess(info=socket_info, local=local))
+    assert subject.call.address.address == ipaddress.ip_address(goes_to)
+    assert subject.call.address.port == 80
+    # the bytes the kernel is handed name the same place, the rest as written
+    rewritten = (sockaddr_in(goes_to, 80) if ":" not in goes_to
+                 else sockaddr_in6(goes_to, 80))
+    assert subject.raw_address == rewritten
+

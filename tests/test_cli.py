@@ -104,7 +104,7 @@ def test_shell_completion_script():
 
 def test_profiles_lists_every_builtin_with_its_description():
     lines = sockbox("profiles").stdout.splitlines()
-    assert [line.split()[0] for line in lines] == ["audit", "localhost", "offline", "server", "web"]
+    assert [line.split()[0] for line in lines] == ["audit", "localhost", "offline", "server", "web", "workdir"]
     assert all(len(line.split()) > 2 for line in lines)
 
 
@@ -123,7 +123,9 @@ def test_show_lists_rules_and_where_each_call_is_decided(tmp_path):
 def test_show_names_each_syscall_once_per_abi():
     # i386 reaches recvmmsg by two syscalls (and socketcall): each is told apart.
     shown = sockbox("show", "-p", "web").stdout
-    for section in shown.split("\n\n")[2:4]:  # x86_64's, then i386's
+    plans = [section for section in shown.split("\n\n") if ": where each call is decided" in section]
+    assert len(plans) == 2  # x86_64's, then i386's
+    for section in plans:
         labels = [re.match(r"  (.+?) +(kernel|supervisor)", line).group(1)
                   for line in section.splitlines()[1:]]
         assert len(labels) == len(set(labels)), labels
@@ -248,6 +250,10 @@ PLAIN_LINES = [
     ["run", "--profile", "", "true"],
     ["run", "-"],
     ["run", "-p", "web", "-p", "localhost", "true"],
+    ["run", "--read", "/usr", "--read=/etc", "--write", ".", "true"],
+    ["run", "--signals", "sandbox", "--cpu", "60", "--memory=1G", "--processes", "256",
+     "--open-files", "1024", "true"],
+    ["run", "--cpu", "1", "--cpu", "2", "--memory", "bogus", "true"],
 ]
 
 
@@ -285,7 +291,8 @@ def test_other_lines_are_left_to_typer(args):
 _TOKENS = ["run", "--", "-", "-p", "-pweb", "-p=x", "--profile", "--profile=", "--profile=web", "web",
            "-q", "--quiet", "-qp", "--allow", "--allow=connect", "connect=127.0.0.1:80", "--deny",
            "--log", "--log=-", "--log-format", "text", "xml", "--keep-fd", "--keep-fd=3", "3", "-1",
-           "99999999999", "x", "-h", "--help", "true", "", "--bogus"]
+           "99999999999", "x", "-h", "--help", "true", "", "--bogus", "--read", "--write=.", "/usr",
+           "--signals", "sandbox", "--cpu=5", "--memory", "1G", "--processes", "--open-files=9"]
 
 
 @pytest.mark.pure

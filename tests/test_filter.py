@@ -265,9 +265,9 @@ SOCKET_TYPES = [t | flags for t in (1, 2, 3, 5, 10) for flags in (0, SOCK_NONBLO
 SOCKET_PROTOCOLS = [0, 6, 17, 1, 58, 255, 16]
 SOCKET_GRID = list(itertools.product(SOCKET_FAMILIES, SOCKET_TYPES, SOCKET_PROTOCOLS))
 
-REGISTER_ONLY = ["listen", "shutdown", "getsockopt", "setsockopt", "accept", "accept4",
+REGISTER_ONLY = ["shutdown", "getsockopt", "setsockopt", "accept", "accept4",
                  "getsockname", "getpeername", "recvmsg", "recvmmsg"]
-ADDRESS_CALLS = ["bind", "connect", "sendto", "sendmsg", "sendmmsg"]
+ADDRESS_CALLS = ["bind", "connect", "listen", "sendto", "sendmsg", "sendmmsg"]  # listen: its own
 
 
 @functools.cache
@@ -358,7 +358,8 @@ def test_dispatch_reaches_exactly_the_planned_syscalls(abi):
     # A few planned ones, each answered by its own block rather than a neighbour's:
     assert run_call(program, abi, "ptrace") == ERRNO(errno.EPERM)
     assert run_call(program, abi, "clone3") == ERRNO(errno.ENOSYS)
-    assert run_call(program, abi, "listen", 3, 16) == ALLOW
+    assert run_call(program, abi, "listen", 3, 16) == TRACE  # judged by the socket's address
+    assert run_call(program, abi, "accept4", 3, 0, 0, 0) == ALLOW
     assert run_call(program, abi, "connect", 3, 0x1000, 16) == TRACE
 
 
@@ -626,10 +627,12 @@ def test_socketcall_unknown_subcall_is_allowed(name, subcall):
 
 
 def test_socketcall_settles_rules_without_conditions():
-    # offline allows listen outright, so socketcall(SYS_LISTEN) need not stop; but
-    # socketcall(SYS_SOCKET) must, as the family is in memory.
+    # offline allows accept outright, so socketcall(SYS_ACCEPT) need not stop; but
+    # socketcall(SYS_SOCKET) must, as the family is in memory, and SYS_LISTEN, judged by
+    # the socket's own address.
     _, program = compiled("offline")
-    assert run(program, Abi.I386, SOCKETCALL_NR, subcall_number("listen"), 0x8000) == ALLOW
+    assert run(program, Abi.I386, SOCKETCALL_NR, subcall_number("accept"), 0x8000) == ALLOW
+    assert run(program, Abi.I386, SOCKETCALL_NR, subcall_number("listen"), 0x8000) == TRACE
     assert run(program, Abi.I386, SOCKETCALL_NR, subcall_number("socket"), 0x8000) == TRACE
     assert run(program, Abi.I386, SOCKETCALL_NR, subcall_number("connect"), 0x8000) == TRACE
 

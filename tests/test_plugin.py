@@ -22,12 +22,41 @@ def test_the_sockbox_fixture_in_a_test_suite(pytester, tcp_server):
             result = sockbox.run(connect({tcp_server.port}))
             result.assert_reached_only("10.0.0.0/8")   # must fail: it reached 127.0.0.1
 
+        def test_catches_a_connection_elsewhere_under_localhost(sockbox):
+            # localhost records denials only; the destinations are seen all the same.
+            result = sockbox.run(connect({tcp_server.port}), profile="localhost")
+            assert result.returncode == 0 and result.events == []
+            result.assert_reached_only("10.0.0.0/8")   # must fail: it reached 127.0.0.1
+
         def test_catches_a_denial(sockbox):
             result = sockbox.run(connect({tcp_server.port}), profile="offline")
             result.assert_no_denials()                 # must fail: socket(AF_INET) denied
     """)
     outcome = pytester.runpytest_subprocess("-q")  # the plugin loads by its entry point
-    outcome.assert_outcomes(passed=1, failed=2)
+    outcome.assert_outcomes(passed=1, failed=3)
     text = outcome.stdout.str()
-    assert "reached outside 10.0.0.0/8:" in text and f"allow connect 127.0.0.1 port {tcp_server.port}" in text
+    assert text.count("reached outside 10.0.0.0/8:") == 2
+    assert f"allow connect 127.0.0.1 port {tcp_server.port}" in text
     assert "denied:" in text and "deny socket" in text
+
+
+def test_the_fixture_keeps_one_warm_sandbox_per_profile(pytester):
+    # Each run's supervisor is a child of the warm process of its profile's Sandbox.
+    pytester.makepyfile("""
+        import pytest
+
+        WHO = "echo $(sed -n 's/^PPid:\\\\s*//p' /proc/$PPID/status)"
+        seen = {}
+
+        @pytest.mark.parametrize("profile", ["audit", "localhost", "audit", "localhost", "offline"])
+        def test_run(sockbox, profile):
+            result = sockbox.run(["sh", "-c", WHO], profile=profile)
+            assert result.returncode == 0, result.stderr
+            seen.setdefault(profile, set()).add(int(result.stdout))
+
+        def test_one_per_profile():
+            assert all(len(boxes) == 1 for boxes in seen.values()), seen
+            assert len(set.union(*seen.values())) == 3, seen
+    """)
+    outcome = pytester.runpytest_subprocess("-q")
+    outcome.assert_outcomes(passed=6)

@@ -118,8 +118,8 @@ RULE_MISTAKES = [
         address = ["10.0.0.0/8"]
         action = "allow"
      """, "rule[2].address", ["carries an address"]),
-    ("port on listen", """\
-        calls = ["listen", "accept"]
+    ("port on accept", """\
+        calls = ["accept", "accept4"]
         port = [80]
         action = "allow"
      """, "rule[2].port", ["carries an address"]),

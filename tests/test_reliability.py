@@ -25,6 +25,8 @@ import pytest
 
 from conftest import SOCKBOX, TESTS, Terminal, in_new_netns, sockbox, write_profile
 
+pytestmark = pytest.mark.runtime_defaults
+
 FUZZ_SEEDS = int(os.environ.get("SOCKBOX_FUZZ_SEEDS", "4"))
 FUZZ_CALLS = 4000
 LOAD_SCALE = int(os.environ.get("SOCKBOX_LOAD_SCALE", "1"))
@@ -453,7 +455,7 @@ def test_any_user_any_home_any_working_directory(programs, tcp_server, shared_tm
     assert run("check", "web").stdout == "web: ok\n"
     learned = run("learn", "--", *probe)
     assert learned.returncode == 0 and f"port = [{tcp_server.port}]" in learned.stdout, learned.stderr
-    api = subprocess.run([*become, sys.executable, "-c", f"""
+    api = subprocess.run([*become, *SOCKBOX.outer, sys.executable, "-c", f"""
 import sandbox
 result = sandbox.run({probe!r}, profile="audit", capture_output=True, text=True)
 print(result.returncode, [(e.address, e.port) for e in result.destinations])

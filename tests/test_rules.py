@@ -16,7 +16,7 @@ import pytest
 from sandbox import names
 from sandbox.decode import Inet4, Inet6, Unix
 from sandbox.rules import (ALL_CALLS, Action, Call, Glob, PortRange, Protocol, Rule,
-                           Verdict, decide, effective_protocol, ipv4_views, needs_socket)
+                           Verdict, decide, effective_protocol, ipv4_views, needs_socket, reached)
 
 pytestmark = pytest.mark.pure
 
@@ -528,17 +528,24 @@ def test_plain_ipv6_has_one_view() -> None:
     assert action_of([ANY_IPV6], connect("::1", 443)) is Action.ALLOW
 
 
-@pytest.mark.parametrize("name", ["connect", "sendto", "sendmsg", "sendmmsg"])
-@pytest.mark.parametrize("unspecified, loopback", [("0.0.0.0", "127.0.0.0/8"), ("::", "::1/128"),
-                                                   ("::ffff:0.0.0.0", "127.0.0.0/8")])
-def test_unspecified_destination_is_also_judged_as_loopback(name: str, unspecified: str,
-                                                             loopback: str) -> None:
-    call = to(name, unspecified, 8000)
-    no_loopback = rule(name, Action.DENY, "t:nolo", address=nets(loopback))
-    anywhere = rule(name, Action.ALLOW, "t:any", address=nets("0.0.0.0/0", "::/0"))
-    assert verdict_of([no_loopback, anywhere], call).rule is no_loopback
-    # allowed when both the unspecified address and loopback are
-    assert action_of([anywhere], call) is Action.ALLOW
+@pytest.mark.parametrize("destination, local, goes_to", [
+    ("0.0.0.0", None, "127.0.0.1"),
+    ("0.0.0.0", "0.0.0.0", "127.0.0.1"),              # bound to every interface: loopback
+    ("0.0.0.0", "127.0.0.2", "127.0.0.2"),            # bound: to itself
+    ("0.0.0.0", "192.0.2.7", "192.0.2.7"),
+    ("0.0.0.0", "::ffff:192.0.2.7", "192.0.2.7"),     # an IPv4 destination on a dual-stack socket
+    ("::", None, "::1"),
+    ("::", "2001:db8::7", "::1"),                     # :: goes to loopback, bound or not
+    ("::", "::ffff:192.0.2.7", "::ffff:127.0.0.1"),   # bound to IPv4: IPv4's loopback
+    ("::ffff:0.0.0.0", "::", "::ffff:127.0.0.1"),
+    ("::ffff:0.0.0.0", "::ffff:192.0.2.7", "::ffff:192.0.2.7"),
+    ("127.0.0.9", "192.0.2.7", "127.0.0.9"),          # a destination that names one: as named
+    ("2001:db8::1", "::", "2001:db8::1"),
+])
+def test_a_destination_of_nowhere_reaches_what_the_kernel_makes_of_it(destination, local, goes_to) -> None:
+    where = inet(destination, 8000)
+    bound = inet(local, 5000) if local is not None else None
+    assert reached(where, bound) == inet(goes_to, 8000)
 
 
 @pytest.mark.parametrize("unspecified, loopback", [("0.0.0.0", "127.0.0.0/8"), ("::", "::1/128")])
@@ -549,8 +556,9 @@ def test_unspecified_bind_is_not_loopback(unspecified: str, loopback: str) -> No
     assert verdict_of([no_loopback, anywhere], call).rule is anywhere
 
 
-def test_loopback_only_rule_does_not_allow_unspecified_by_itself() -> None:
-    # the localhost profile has to list 0.0.0.0/32 and ::/128 besides loopback
+def test_a_rule_judges_an_unspecified_address_as_itself() -> None:
+    # The supervisor judges where a destination of 0.0.0.0 goes (`reached`); a rule
+    # given the address itself judges 0.0.0.0, which loopback does not hold.
     assert action_of([LOOPBACK4], connect("0.0.0.0", 80)) is Action.DENY
     lo_and_any = rule("connect", address=nets("127.0.0.0/8", "0.0.0.0/32"))
     assert action_of([lo_and_any], connect("0.0.0.0", 80)) is Action.ALLOW
@@ -595,7 +603,7 @@ def test_views_keep_other_facts() -> None:
     ([rule("recvfrom", protocol=(UDP,))], "recv", True),
     ([rule("sendto", family=frozenset({AF_INET}))], "send", True),
     ([rule("sendto", family=frozenset({AF_INET}))], "recvmsg", False),
-    ([rule("listen", family=frozenset({AF_INET}))], "listen", True),
+    ([rule("listen", family=frozenset({AF_INET}))], "listen", False),  # an address call: it always looks
     ([rule("*", type=frozenset({SOCK_STREAM}))], "accept4", True),
     # The calls that carry an address always look at the socket (to read the address
     # as its protocol does), whatever the rules ask.

@@ -90,7 +90,7 @@ def test_inline_rule_forms(text: str, calls: set[str] | None, keys: tuple[str, .
     ("connect=127.0.0.1:99999", "target"),
     ("connect=example.com:80", "target"),
     ("socket=127.0.0.1:80", "target.address"),   # socket carries no address
-    ("listen=unix:/x", "target.path"),
+    ("accept=unix:/x", "target.path"),
 ])
 def test_inline_rule_mistakes(text: str, key: str) -> None:
     with pytest.raises(ProfileError) as caught:
