@@ -828,7 +828,7 @@ def versions(s: Setting) -> dict[str, str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds and smaller N (~1.5 min)")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and smaller N")
     parser.add_argument("--editable", action="store_true",
                         help="measure .venv's editable install instead of a fresh pip install")
     parser.add_argument("--out", type=Path, default=BENCH / "results", help="where results go")

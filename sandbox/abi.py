@@ -103,6 +103,12 @@ def syscall_number(abi: Abi, name: str) -> int | None:
     return _numbers(abi).get(name)
 
 
+def syscall_name(abi: Abi, nr: int) -> str | None:
+    """The name of a syscall number on an ABI (recvmmsg_time64, where SocketSyscall.call
+    says recvmmsg)."""
+    return next((name for name, number in _numbers(abi).items() if number == nr), None)
+
+
 # Syscalls that are another name for a socket call: i386's recvmmsg with a 64-bit timeout.
 _SAME_CALL = {"recvmmsg_time64": "recvmmsg"}
 

@@ -6,13 +6,16 @@ import dataclasses
 import datetime
 import json
 import os
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import IO, Any, Counter, Iterable, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from . import names
-from .calls import Subject
+from .calls import Subject, int32
 from .decode import Address, Inet4, Inet6, Netlink, Unix, Unknown, Unspec
 from .errors import SupervisorError
+from .names import AF_INET, AF_INET6
 from .rules import Action, Verdict, effective_protocol, matched_host
 
 
@@ -98,28 +101,116 @@ def format_text(event: Event, subject: Subject) -> str:
 
 
 def format_call(subject: Subject) -> str:
-    call, args = subject.call, subject.args
-    if call.name in ("socket", "socketpair"):
-        family = call.family or 0
-        protocol = call.protocol or 0
-        parts = [names.af_constant(family), names.sock_type_constant(call.type or 0),
-                 _protocol_constant(family, protocol)]
-        if call.name == "socketpair":
-            parts.append(hex(args[3]))
-        return f"{call.name}({', '.join(parts)})"
-    if call.name in ("bind", "connect"):
-        return f"{call.name}({subject.fd}, {format_sockaddr(call.address)}, {subject.addrlen})"
-    if call.name == "sendto":
-        destination = format_sockaddr(call.address) if call.address else _pointer(args[4])
-        return (f"sendto({subject.fd}, {_pointer(args[1])}, {args[2]}, {_hex_flags(args[3])}, "
-                f"{destination}, {args[5] & 0xFFFFFFFF})")
-    if call.name in ("sendmsg", "sendmmsg"):
-        name = (f"msg_name={format_sockaddr(call.address)}, msg_namelen={subject.addrlen}"
-                if call.address else "msg_name=NULL")
-        rest = ", ".join(_hex_flags(a) for a in args[2:])
-        return f"{call.name}({subject.fd}, {{{name}}}, {rest})"
-    rest = "".join(f", {_pointer(a)}" for a in args[1:])
-    return f"{call.name}({subject.fd}{rest})"
+    """The call in strace's notation, as far as the supervisor read it: the addresses and
+    message headers it judged in full, other memory (buffers, option values, lengths
+    passed by pointer) as the pointer the program passed. Never the raw registers."""
+    return f"{subject.call.name}({', '.join(_ARGUMENTS[subject.call.name](subject))})"
+
+
+def _socket(subject: Subject) -> list[str]:
+    call = subject.call
+    family = call.family or 0
+    parts = [names.af_constant(family), names.sock_type_constant((call.type or 0) & 0xFFFFFFFF),
+             _protocol_constant(family, call.protocol or 0)]
+    if call.name == "socketpair":
+        parts.append(_pointer(subject.args[3]))
+    return parts
+
+
+def _address_call(subject: Subject) -> list[str]:  # bind, connect
+    args = subject.args
+    return [_fd(subject), _sockaddr(subject, args[1]), str(int32(args[2]))]
+
+
+def _fd_and_pointers(subject: Subject) -> list[str]:  # accept, getsockname, getpeername
+    return [_fd(subject), *map(_pointer, subject.args[1:3])]
+
+
+def _accept4(subject: Subject) -> list[str]:
+    return [*_fd_and_pointers(subject), names.sock_flags_constant(subject.args[3] & 0xFFFFFFFF)]
+
+
+def _listen(subject: Subject) -> list[str]:
+    return [_fd(subject), str(int32(subject.args[1]))]
+
+
+def _shutdown(subject: Subject) -> list[str]:
+    return [_fd(subject), names.shutdown_constant(subject.args[1] & 0xFFFFFFFF)]
+
+
+def _buffer(subject: Subject) -> list[str]:  # send, recv, and the first four of their kin
+    args = subject.args
+    return [_fd(subject), _pointer(args[1]), str(args[2]), _msg_flags(args[3])]
+
+
+def _sendto(subject: Subject) -> list[str]:
+    return [*_buffer(subject), _sockaddr(subject, subject.args[4]), str(int32(subject.args[5]))]
+
+
+def _recvfrom(subject: Subject) -> list[str]:
+    return [*_buffer(subject), *map(_pointer, subject.args[4:6])]
+
+
+def _sockopt(subject: Subject) -> list[str]:
+    args = subject.args
+    level, option = args[1] & 0xFFFFFFFF, args[2] & 0xFFFFFFFF
+    length = str(int32(args[4])) if subject.call.name == "setsockopt" else _pointer(args[4])
+    return [_fd(subject), names.level_constant(level), names.option_constant(level, option),
+            _pointer(args[3]), length]
+
+
+def _msg(subject: Subject) -> list[str]:  # sendmsg, recvmsg
+    return [_fd(subject), _msghdr(subject, subject.args[1]), _msg_flags(subject.args[2])]
+
+
+def _mmsg(subject: Subject) -> list[str]:  # sendmmsg, recvmmsg
+    args = subject.args
+    count = args[2] & 0xFFFFFFFF
+    vector = _pointer(args[1])
+    if subject.header is not None:
+        # One subject per message: the one shown is the one the verdict is for.
+        judged = f"{{msg_hdr={_msghdr(subject, args[1])}}}"
+        vector = f"[{judged}]" if count == 1 else f"[{judged} /* the one decided, of {count} */]"
+    parts = [_fd(subject), vector, str(count), _msg_flags(args[3])]
+    if subject.call.name == "recvmmsg":
+        parts.append(_pointer(args[4]))
+    return parts
+
+
+_ARGUMENTS: dict[str, Callable[[Subject], list[str]]] = {
+    "socket": _socket, "socketpair": _socket, "bind": _address_call, "connect": _address_call,
+    "listen": _listen, "accept": _fd_and_pointers, "getsockname": _fd_and_pointers,
+    "getpeername": _fd_and_pointers, "accept4": _accept4, "send": _buffer, "recv": _buffer,
+    "sendto": _sendto, "recvfrom": _recvfrom, "shutdown": _shutdown, "setsockopt": _sockopt,
+    "getsockopt": _sockopt, "sendmsg": _msg, "recvmsg": _msg, "sendmmsg": _mmsg,
+    "recvmmsg": _mmsg,
+}
+
+
+def _fd(subject: Subject) -> str:
+    return str(subject.fd)
+
+
+def _sockaddr(subject: Subject, pointer: int) -> str:
+    """The address the call names, as judged; the pointer where none could be read."""
+    address = subject.call.address
+    return format_sockaddr(address) if address is not None else _pointer(pointer)
+
+
+def _msghdr(subject: Subject, pointer: int) -> str:
+    """The message header as read (sendmsg, sendmmsg); the pointer where none was."""
+    header = subject.header
+    if header is None:
+        return _pointer(pointer)
+    name = "NULL" if header.name == 0 else _sockaddr(subject, header.name)
+    control = f"msg_control={_pointer(header.control)}, " if header.controllen else ""
+    return (f"{{msg_name={name}, msg_namelen={header.namelen}, msg_iov={_pointer(header.iov)}, "
+            f"msg_iovlen={header.iovlen}, {control}msg_controllen={header.controllen}, "
+            f"msg_flags={_msg_flags(header.flags)}}}")
+
+
+def _msg_flags(value: int) -> str:
+    return names.msg_flags_constant(value & 0xFFFFFFFF)
 
 
 def format_sockaddr(address: Address | None) -> str:
@@ -148,8 +239,8 @@ def format_sockaddr(address: Address | None) -> str:
 
 def _protocol_constant(family: int, protocol: int) -> str:
     name = names.protocol_name(family, protocol)
-    if name.isdigit():
-        return name
+    if name == str(protocol):  # no name: strace says IPPROTO_IP for inet's 0
+        return "IPPROTO_IP" if protocol == 0 and family in (AF_INET, AF_INET6) else name
     return name.upper() if name.startswith("netlink_") else f"IPPROTO_{name.upper()}"
 
 
@@ -160,10 +251,6 @@ def _c_string(data: bytes) -> str:
 
 def _pointer(value: int) -> str:
     return "NULL" if value == 0 else hex(value)
-
-
-def _hex_flags(value: int) -> str:
-    return "0" if value == 0 else hex(value)
 
 
 class Sink(NamedTuple):

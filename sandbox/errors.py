@@ -1,16 +1,24 @@
 """The one exception tree of sockbox.
 
 `SandboxError` and its subclasses are what sockbox reports to its user: the CLI turns
-each into one line and status 125. `TraceeError` and its subclasses never leave the
-supervisor: they say what one traced call or thread turned out to be, and the
-supervisor turns them into the errno the program sees or forgets the thread.
+each into one line and its `status` (125, or 126 or 127 for a command that cannot be
+executed). `TraceeError` and its subclasses never leave the supervisor: they say what
+one traced call or thread turned out to be, and the supervisor turns them into the
+errno the program sees or forgets the thread.
 """
 
 from __future__ import annotations
 
+# The statuses of `sockbox run` that are sockbox's own rather than the command's.
+STATUS_SANDBOX_ERROR = 125  # sockbox itself failed
+STATUS_CANNOT_EXECUTE = 126  # the command exists but cannot be executed
+STATUS_NOT_FOUND = 127  # the command was not found
+
 
 class SandboxError(Exception):
     """sockbox itself could not do what was asked; nothing was run."""
+
+    status = STATUS_SANDBOX_ERROR
 
 
 class ProfileError(SandboxError):
@@ -41,6 +49,15 @@ class UnsupportedKernel(SandboxError):
 
 class SupervisorError(SandboxError):
     """The supervisor met an internal error; the sandbox was killed."""
+
+
+class ExecFailed(SandboxError):
+    """The command could not be executed: the message is what bash would say, `status`
+    126 (it exists but cannot be executed) or 127 (not found)."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(_one_line(message))
+        self.status = status
 
 
 class TraceeError(Exception):

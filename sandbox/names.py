@@ -70,6 +70,16 @@ MSG_DONTWAIT = 0x40
 MSG_EOR = 0x80
 MSG_FASTOPEN = 0x20000000
 MSG_CMSG_COMPAT = 0x80000000  # set by the kernel's compat entry; refused from a native one
+# Every flag of send and receive calls, by value, as strace names them.
+MSG_FLAGS: dict[int, str] = {
+    0x1: "MSG_OOB", 0x2: "MSG_PEEK", 0x4: "MSG_DONTROUTE", 0x8: "MSG_CTRUNC", 0x10: "MSG_PROXY",
+    0x20: "MSG_TRUNC", MSG_DONTWAIT: "MSG_DONTWAIT", MSG_EOR: "MSG_EOR", 0x100: "MSG_WAITALL",
+    0x200: "MSG_FIN", 0x400: "MSG_SYN", 0x800: "MSG_CONFIRM", 0x1000: "MSG_RST",
+    0x2000: "MSG_ERRQUEUE", 0x4000: "MSG_NOSIGNAL", 0x8000: "MSG_MORE",
+    0x10000: "MSG_WAITFORONE", 0x40000: "MSG_BATCH", 0x4000000: "MSG_ZEROCOPY",
+    MSG_FASTOPEN: "MSG_FASTOPEN", 0x40000000: "MSG_CMSG_CLOEXEC", MSG_CMSG_COMPAT: "MSG_CMSG_COMPAT",
+}
+SHUTDOWN_HOW = ("SHUT_RD", "SHUT_WR", "SHUT_RDWR")
 
 # setsockopt/getsockopt levels (SOL_*, and IPPROTO_* where the protocol is the level).
 SOCKOPT_LEVELS: dict[str, int] = {
@@ -157,8 +167,8 @@ SOCKET_OPTIONS: dict[str, tuple[int, int]] = {
     name: (level, number) for level, table in _OPTIONS_BY_LEVEL.items() for name, number in table.items()
 }
 
-# Flags of socket(2)/accept4(2) that ride in the type argument.
-_SOCK_FLAGS = {0o4000: "SOCK_NONBLOCK", 0o2000000: "SOCK_CLOEXEC"}
+# Flags of socket(2)/accept4(2) that ride in the type argument (in strace's order).
+_SOCK_FLAGS = {0o2000000: "SOCK_CLOEXEC", 0o4000: "SOCK_NONBLOCK"}
 
 
 def default_protocol(family: int, sock_type: int) -> int:
@@ -216,15 +226,51 @@ def af_constant(number: int) -> str:
 def sock_type_constant(value: int) -> str:
     """strace's spelling of socket()'s type argument, flags included."""
     base = value & SOCK_TYPE_MASK
-    parts = [f"SOCK_{_TYPE_NAMES[base].upper()}" if base in _TYPE_NAMES else str(base)]
-    rest = value & ~SOCK_TYPE_MASK
-    for bit, name in _SOCK_FLAGS.items():
-        if rest & bit:
+    kind = f"SOCK_{_TYPE_NAMES[base].upper()}" if base in _TYPE_NAMES else str(base)
+    flags = value & ~SOCK_TYPE_MASK
+    return kind if flags == 0 else f"{kind}|{flags_constant(flags, _SOCK_FLAGS)}"
+
+
+def flags_constant(value: int, table: dict[int, str]) -> str:
+    """strace's spelling of a flags word: the names of its bits in the table's order, then
+    any bits left in hex; 0 alone."""
+    parts, rest = [], value
+    for bit, name in table.items():
+        if value & bit:
             parts.append(name)
             rest &= ~bit
-    if rest:
-        parts.append(hex(rest))
+    if rest or not parts:
+        parts.append(hex(rest) if rest else "0")
     return "|".join(parts)
+
+
+def sock_flags_constant(value: int) -> str:
+    """accept4(2)'s flags: SOCK_CLOEXEC|SOCK_NONBLOCK, or 0."""
+    return flags_constant(value, _SOCK_FLAGS)
+
+
+def msg_flags_constant(value: int) -> str:
+    """A send or receive call's flags: MSG_DONTWAIT|MSG_NOSIGNAL, or 0."""
+    return flags_constant(value, MSG_FLAGS)
+
+
+def level_constant(level: int) -> str:
+    """strace's spelling of a socket option's level: SOL_SOCKET, SOL_TCP; an unknown
+    level in hex, said to be one."""
+    name = _LEVEL_NAMES.get(level)
+    return f"SOL_{name.upper()}" if name else f"{level:#x} /* SOL_?? */"
+
+
+def option_constant(level: int, option: int) -> str:
+    """strace's spelling of a socket option: TCP_NODELAY, SO_REUSEADDR, or the number."""
+    name = _OPTION_NAMES.get((level, option))
+    return name.upper() if name else str(option)
+
+
+def shutdown_constant(how: int) -> str:
+    """shutdown(2)'s how (as an unsigned word): SHUT_RD, SHUT_WR, SHUT_RDWR; another in
+    hex, said to be none."""
+    return SHUTDOWN_HOW[how] if how < len(SHUTDOWN_HOW) else f"{how:#x} /* SHUT_??? */"
 
 
 _FAMILY_NAMES = {number: name for name, number in FAMILIES.items()}

@@ -28,7 +28,7 @@ def run(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
     """Run `argv` under `profile`; return the status `sockbox run` exits with.
     `watch_destinations`: the summary lists every destination reached or refused.
 
-    Raises SandboxError (nothing was run) or spawn.ExecFailed (status 126/127).
+    Raises SandboxError (nothing was run), ExecFailed among them (status 126/127).
     """
     return supervise(profile, argv, sinks, env, cwd, inheritance, observers, watch_destinations)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .abi import syscall_name
 from .confine import describe
 from .filter import RET_ALLOW, RET_TRACE, AbiPlan
 from .names import errno_name
@@ -16,9 +17,12 @@ def render(profile: Profile, plans: list[AbiPlan]) -> str:
     for abi_plan in plans:
         lines += ["", f"{abi_plan.abi.value}: where each call is decided"]
         for syscall in abi_plan.syscalls:
+            # A syscall that is another road to a call, named as the kernel names it.
+            own = syscall_name(abi_plan.abi, syscall.nr) or syscall.name
+            name = syscall.name if own == syscall.name else f"{own} ({syscall.name})"
             for shape_plan in syscall.shapes:
                 form = shape_plan.shape.call if syscall.name == "socketcall" else ""
-                label = " ".join(part for part in (syscall.name, form, shape_plan.shape.text) if part)
+                label = " ".join(part for part in (name, form, shape_plan.shape.text) if part)
                 outcomes = "; ".join(_clause(c.action, c.reason, c.tests) for c in shape_plan.clauses)
                 lines.append(f"  {label:<38} {outcomes}")
     if any(clause.action == RET_TRACE for abi_plan in plans for syscall in abi_plan.syscalls

@@ -18,8 +18,9 @@ from . import _ptrace, filter
 from .abi import Abi, syscall_number
 from .confine import Process
 from .domain import Domain
+from .errors import (STATUS_CANNOT_EXECUTE, STATUS_NOT_FOUND, ExecFailed, SandboxError,
+                     UnsupportedKernel)
 from .handover import Channel
-from .errors import SandboxError, UnsupportedKernel
 
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
@@ -34,15 +35,6 @@ LISTEN_FDS_START = 3  # systemd's socket activation hands descriptors over from 
 _RESTORED_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 
 _libc = ctypes.CDLL(None, use_errno=True)
-
-
-class ExecFailed(SandboxError):
-    """The command could not be executed; `status` is 126 or 127."""
-
-    def __init__(self, command: str, err: int):
-        self.status = 127 if err in (errno.ENOENT, errno.ENOTDIR) else 126
-        reason = "command not found" if self.status == 127 else os.strerror(err)
-        super().__init__(f"{command}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -99,10 +91,11 @@ def spawn(argv: Sequence[str], program: bytes, env: Mapping[str, str] | None = N
         failure = report.read()
     if failure:
         os.waitpid(pid, _ptrace.WALL)
-        stage, _, number = failure.decode().partition(":")
+        stage, _, detail = os.fsdecode(failure).partition(":")
         if stage == "exec":
-            raise ExecFailed(argv[0], int(number))
-        raise SandboxError(f"cannot start the sandbox: {stage} failed: {os.strerror(int(number))}")
+            status, _, message = detail.partition(":")
+            raise ExecFailed(message, int(status))
+        raise SandboxError(f"cannot start the sandbox: {stage} failed: {os.strerror(int(detail))}")
     return Child(pid)
 
 
@@ -163,12 +156,61 @@ def _child(argv: Sequence[str], program: bytes, env: Mapping[str, str] | None, c
         stage = "limits"
         _set_limits(limits)
         stage = "exec"
-        os.execvpe(argv[0], list(argv), environment)
+        _exec(argv, environment)
+    except ExecFailed as failure:
+        os.write(report_write, os.fsencode(f"exec:{failure.status}:{failure}"))
     except OSError as error:
         os.write(report_write, f"{stage}:{error.errno or errno.EINVAL}".encode())
     except BaseException:
         os.write(report_write, f"{stage}:{errno.EINVAL}".encode())
     os._exit(127)
+
+
+def _exec(argv: Sequence[str], environment: dict[str, str]) -> None:
+    """Become the command, found on PATH as execvp finds it; or raise ExecFailed."""
+    command = argv[0]
+    if not command:
+        raise ExecFailed(": command not found", STATUS_NOT_FOUND)
+    try:
+        os.execvpe(command, list(argv), environment)
+    except (OSError, ValueError) as error:  # ValueError: a NUL in an argument
+        err = error.errno if isinstance(error, OSError) and error.errno else errno.EINVAL
+        raise _exec_failed(command, err, environment.get("PATH")) from None
+
+
+def _exec_failed(command: str, err: int, search_path: str | None) -> ExecFailed:
+    """What bash says where exec fails: which file failed (the first on PATH that exists
+    for a bare name), then why, looking at the file where the errno alone misleads."""
+    program = command
+    if "/" not in command:
+        found = [path for directory in (search_path or os.defpath).split(os.pathsep)
+                 if os.path.isfile(path := os.path.join(directory or ".", command))]
+        if not found:
+            return ExecFailed(f"{command}: command not found", STATUS_NOT_FOUND)
+        program = found[0]
+    if err == errno.ENOENT:
+        if not os.path.exists(program):
+            return ExecFailed(f"{program}: No such file or directory", STATUS_NOT_FOUND)
+        # It exists, so what is missing is what the kernel would load to run it.
+        interpreter = _interpreter(program)
+        if interpreter is not None:
+            return ExecFailed(f"{program}: {interpreter}: bad interpreter: No such file or directory",
+                              STATUS_CANNOT_EXECUTE)
+        return ExecFailed(f"{program}: cannot execute: required file not found", STATUS_CANNOT_EXECUTE)
+    if os.path.isdir(program):
+        return ExecFailed(f"{program}: Is a directory", STATUS_CANNOT_EXECUTE)
+    return ExecFailed(f"{program}: {os.strerror(err)}", STATUS_CANNOT_EXECUTE)
+
+
+def _interpreter(program: str) -> str | None:
+    """The interpreter a script's `#!` line names, if it has one."""
+    try:
+        with open(program, "rb") as script:
+            head = script.read(256)
+    except OSError:
+        return None
+    words = head[2:].split(b"\n", 1)[0].split() if head.startswith(b"#!") else []
+    return os.fsdecode(words[0]) if words else None
 
 
 def _drop_capabilities(*capabilities: int) -> None:

@@ -24,10 +24,9 @@ from typing import Any, NamedTuple, NoReturn
 from . import channel, runner, signals
 from .audit import Sink
 from .channel import Request, Setup
-from .errors import SandboxError, UsageError
+from .errors import ExecFailed, SandboxError, UsageError
 from .profile import Profile
 from .signals import DiedBySignal
-from .spawn import ExecFailed
 
 PACKAGE = os.path.dirname(os.path.abspath(__file__))
 

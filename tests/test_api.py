@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_profile import documents, outcome_of, random_calls, shorthands, toml_document
+from test_profile_fuzz import documents, outcome_of, random_calls, shorthands, toml_document
 
 import sandbox
 from sandbox import channel, filter, worker

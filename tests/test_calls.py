@@ -16,14 +16,21 @@ import struct
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from sandbox.abi import Abi
+from sandbox.abi import ARGS, Abi, socketcall_nargs
 from sandbox.calls import Subject, describe, int32
-from sandbox.decode import Inet4, Inet6, Netlink, Unix, Unspec, Unknown
+from sandbox.decode import (UIO_MAXIOV, Inet4, Inet6, Netlink, Unix, Unspec, Unknown, decode_words,
+                            mmsghdr_size, msghdr_size)
 from sandbox.errors import Malformed
+from sandbox.names import MSG_CMSG_COMPAT as CMSG_COMPAT
+from sandbox.profile import load_profile
 from sandbox.rules import ADDRESS_CALLS
 from sandbox.names import (AF_INET, AF_INET6, AF_NETLINK, AF_UNIX, AF_UNSPEC, IPPROTO_TCP,
                            IPPROTO_UDP, SOCK_DGRAM, SOCK_STREAM, SUBCALLS)
+
+pytestmark = pytest.mark.pure
 
 ABIS = [Abi.X86_64, Abi.I386]
 EXE = "/usr/bin/client"
@@ -821,15 +828,6 @@ def test_sendto_unspec_on_an_inet6_socket_is_not_ipv4(sock_type, protocol):
 # pointers into each other, lengths, sockaddrs and msghdrs), for any socket: it returns
 # subjects or raises Malformed with a kernel errno, nothing else. The same through
 # socketcall's argument array. FUZZ_EXAMPLES=N runs N examples (default 500).
-# (Imported here with the section, leaving the head of the file to its other editors.)
-
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from sandbox.abi import ARGS, socketcall_nargs
-from sandbox.names import MSG_CMSG_COMPAT as CMSG_COMPAT
-from sandbox.decode import UIO_MAXIOV, decode_words, mmsghdr_size, msghdr_size
-from sandbox.profile import load_profile
 
 FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "500")), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -4,6 +4,7 @@ explain, and host names in rules."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -13,17 +14,84 @@ from hypothesis import strategies as st
 
 from conftest import sockbox, write_profile
 from sandbox import cli, entry, show
-from sandbox.entry import RunOptions
+from sandbox.errors import UsageError
+from sandbox.launch import RunOptions
+
+
+COMMANDS = ("run", "check", "explain", "learn", "profiles", "show")
 
 
 def test_version_and_help_on_every_command():
     assert sockbox("--version").stdout.startswith("sockbox ")
     top = sockbox("--help").stdout
-    for command in ("run", "check", "explain", "learn", "profiles", "show"):
+    for command in COMMANDS:
         assert command in top
         shown = sockbox(command, "--help")
         assert shown.returncode == 0 and "Usage: sockbox " + command in shown.stdout
     assert "--install-completion" in top
+
+
+def test_bare_sockbox_prints_its_help_as_help_does():
+    bare = sockbox()
+    assert (bare.returncode, bare.stderr) == (0, "")
+    assert bare.stdout == sockbox("--help").stdout
+    assert bare.stdout.startswith("Usage: sockbox ")
+
+
+@pytest.mark.parametrize("command", ["", *COMMANDS])
+def test_help_shows_what_a_user_types(command):
+    shown = sockbox(*command.split(), "--help", env={"COLUMNS": "80", "PATH": "/usr/bin:/bin"}).stdout
+    usage = shown.splitlines()[0]
+    assert not any(mark in shown for mark in ("<", "{", "list[", "[required]")), shown
+    assert usage.startswith(f"Usage: sockbox {command}".rstrip())
+    if not command:  # each command's summary whole, not cut off with "..."
+        summaries = shown.split("Commands:\n")[1].splitlines()
+        assert [line.split()[0] for line in summaries if line.startswith("  ") and line[2] != " "] == \
+            list(dict.fromkeys(["run", "learn", "check", "explain", "show", "profiles"]))
+        assert not any(line.rstrip().endswith("...") for line in summaries), shown
+
+
+@pytest.mark.parametrize("arguments,page", [
+    (["run", "--bogus", "true"], "sockbox run --help"),
+    (["run"], "sockbox run --help"),
+    (["run", "-p"], "sockbox run --help"),
+    (["run", "--keep-fd", "-1", "true"], "sockbox run --help"),
+    (["run", "--log-format", "xml", "--log", "-", "true"], "sockbox run --help"),
+    (["run", "-qp", "offline", "--keep-fd", "x", "true"], "sockbox run --help"),
+    (["learn", "--keep-fd", "x", "true"], "sockbox learn --help"),
+    (["check"], "sockbox check --help"),
+    (["explain", "-p", "localhost"], "sockbox explain --help"),
+    (["show", "--bogus"], "sockbox show --help"),
+    (["bogus"], "sockbox --help"),
+])
+def test_usage_errors_point_to_the_help_page_of_their_command(arguments, page):
+    result = sockbox(*arguments)
+    assert result.returncode == 125
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("sockbox: "), result.stderr
+    assert result.stderr.rstrip().endswith(f"(see {page})"), result.stderr
+    assert "Value error" not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("value,why", [
+    ("99999999999", "not a descriptor number"),
+    ("-1", "not a descriptor number"),
+    ("x", "not a descriptor number"),
+    ("97", "Bad file descriptor (it is not open)"),
+])
+@pytest.mark.parametrize("command", ["run", "learn"])
+def test_keep_fd_takes_an_open_descriptor(tmp_path, command, value, why):
+    marker = tmp_path / "ran"
+    result = sockbox(command, "--keep-fd", value, "--", "touch", str(marker))
+    assert result.returncode == 125
+    assert result.stderr.startswith(f"sockbox: --keep-fd {value}: {why}"), result.stderr
+    assert result.stderr.count("\n") == 1 and not marker.exists()
+
+
+def test_log_format_needs_a_log(tmp_path):
+    marker = tmp_path / "ran"
+    result = sockbox("run", "--log-format", "text", "--", "touch", str(marker))
+    assert result.returncode == 125 and not marker.exists()
+    assert result.stderr.startswith("sockbox: --log-format applies to --log FILE"), result.stderr
 
 
 def test_shell_completion_script():
@@ -50,6 +118,19 @@ def test_show_lists_rules_and_where_each_call_is_decided(tmp_path):
     assert shown.endswith(show.REPEATS + "\n")  # where repeats are decided, said once
     kernel_only = write_profile(tmp_path, '[profile]\ndefault = "allow"\nlog = "none"\n')
     assert show.REPEATS not in sockbox("show", "-p", kernel_only).stdout
+
+
+def test_show_names_each_syscall_once_per_abi():
+    # i386 reaches recvmmsg by two syscalls (and socketcall): each is told apart.
+    shown = sockbox("show", "-p", "web").stdout
+    plans = [section for section in shown.split("\n\n") if ": where each call is decided" in section]
+    assert len(plans) == 2  # x86_64's, then i386's
+    for section in plans:
+        labels = [re.match(r"  (.+?) +(kernel|supervisor)", line).group(1)
+                  for line in section.splitlines()[1:]]
+        assert len(labels) == len(set(labels)), labels
+    i386 = shown.split("i386: where each call is decided")[1]
+    assert "\n  recvmmsg " in i386 and "\n  recvmmsg_time64 (recvmmsg) " in i386
 
 
 @pytest.mark.parametrize("arguments,status,first_word", [
@@ -130,12 +211,24 @@ def test_host_values_are_checked(tmp_path, value, message):
 
 # -- `sockbox run` parsed without typer (sandbox.entry) ------------------------------------
 
-def typer_parsed(args: list[str], monkeypatch: pytest.MonkeyPatch) -> RunOptions | None:
+def fast_parsed(args: list[str]) -> RunOptions | str | None:
+    """What entry's parser makes of a command line: the options `run` would start with,
+    the words it refuses the line with, or None where it leaves the line to typer."""
+    try:
+        return entry.parse_run(args)
+    except UsageError as error:
+        return f"refused: {error}"
+
+
+def typer_parsed(args: list[str], monkeypatch: pytest.MonkeyPatch) -> RunOptions | str | None:
     """What the typer app makes of a command line: the options `run` would start with,
-    or None where it refuses the line."""
+    the words it refuses a value with, or None where click refuses the line."""
     started: list[RunOptions] = []
     monkeypatch.setattr(cli, "start", lambda options: started.append(options) or 0)
-    cli.main(list(args))
+    try:
+        cli.main(list(args))
+    except UsageError as error:
+        return f"refused: {error}"
     return started[0] if started else None
 
 
@@ -164,18 +257,32 @@ PLAIN_LINES = [
 ]
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("args", PLAIN_LINES, ids=" ".join)
 def test_plain_run_lines_are_parsed_without_typer_and_as_typer_parses_them(args, monkeypatch):
-    fast = entry.parse_run(args)
-    assert fast is not None, "a plain `sockbox run` must not need typer"
+    fast = fast_parsed(args)
+    assert isinstance(fast, RunOptions), "a plain `sockbox run` must not need typer"
     assert fast == typer_parsed(args, monkeypatch)
 
 
+@pytest.mark.pure
+@pytest.mark.parametrize("args", [
+    ["run", "--keep-fd", "x", "true"], ["run", "--keep-fd", "-1", "true"],
+    ["run", "--keep-fd=99999999999", "true"], ["run", "--keep-fd", "", "true"],
+    ["run", "--keep-fd", "٣", "true"], ["run", "--log-format", "xml", "--log", "-", "true"],
+    ["run", "--log-format", "text", "true"], ["run", "-q", "--log-format=json", "true"],
+], ids=" ".join)
+def test_bad_values_are_refused_without_typer_and_as_typer_refuses_them(args, monkeypatch):
+    fast = fast_parsed(args)
+    assert isinstance(fast, str) and fast.startswith("refused: --"), fast
+    assert fast == typer_parsed(args, monkeypatch)
+
+
+@pytest.mark.pure
 @pytest.mark.parametrize("args", [
     ["run"], ["run", "--"], ["run", "-p"], ["run", "--help"], ["run", "-h", "true"],
-    ["run", "-qp", "web", "true"], ["run", "-p=web", "true"], ["run", "--keep-fd", "x", "true"],
-    ["run", "--keep-fd", "-1", "true"], ["run", "--log-format", "xml", "true"],
-    ["run", "--quiet=yes", "true"], ["run", "--bogus", "true"], ["--version"], ["check", "web"],
+    ["run", "-qp", "web", "true"], ["run", "-p=web", "true"], ["run", "--keep-fd", "-1", "-h", "true"],
+    ["run", "--quiet=yes", "true"], ["run", "--bogus", "true"], ["--version"], ["check", "web"], [],
 ], ids=" ".join)
 def test_other_lines_are_left_to_typer(args):
     assert entry.parse_run(args) is None
@@ -183,16 +290,17 @@ def test_other_lines_are_left_to_typer(args):
 
 _TOKENS = ["run", "--", "-", "-p", "-pweb", "-p=x", "--profile", "--profile=", "--profile=web", "web",
            "-q", "--quiet", "-qp", "--allow", "--allow=connect", "connect=127.0.0.1:80", "--deny",
-           "--log", "--log=-", "--log-format", "text", "xml", "--keep-fd", "--keep-fd=3", "3",
-           "x", "-h", "--help", "true", "", "--bogus", "--read", "--write=.", "/usr",
+           "--log", "--log=-", "--log-format", "text", "xml", "--keep-fd", "--keep-fd=3", "3", "-1",
+           "99999999999", "x", "-h", "--help", "true", "", "--bogus", "--read", "--write=.", "/usr",
            "--signals", "sandbox", "--cpu=5", "--memory", "1G", "--processes", "--open-files=9"]
 
 
+@pytest.mark.pure
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rest=st.lists(st.sampled_from(_TOKENS), max_size=7))
-def test_whatever_the_fast_parser_accepts_typer_parses_alike(rest, monkeypatch):
+def test_whatever_the_fast_parser_takes_typer_takes_alike(rest, monkeypatch):
     args = ["run", *rest]
-    fast = entry.parse_run(args)
+    fast = fast_parsed(args)
     if fast is not None:
         assert fast == typer_parsed(args, monkeypatch)
 

@@ -25,6 +25,8 @@ from sandbox.decode import (Inet4, Inet6, MsgHdr, Netlink, Unix, Unknown, Unspec
 from sandbox.errors import Malformed
 from sandbox.names import AF_INET, AF_INET6, AF_NETLINK, AF_UNIX, AF_UNSPEC, SOCK_DGRAM, SOCK_STREAM
 
+pytestmark = pytest.mark.pure
+
 ADDRESS_TYPES = (Inet4, Inet6, Unix, Netlink, Unspec, Unknown)
 AF_PACKET = 17
 SOCK_RAW = 3

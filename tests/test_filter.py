@@ -15,8 +15,8 @@ import ipaddress
 import itertools
 import os
 import struct
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import Iterable, Sequence
 
 import pytest
 from hypothesis import HealthCheck, given, reject, settings
@@ -31,6 +31,8 @@ from sandbox.errors import ProfileError
 from sandbox.names import MSG_FASTOPEN, SUBCALLS
 from sandbox.profile import Profile, load_profile
 from sandbox.rules import ADDRESS_KEYS, PLAIN_ALIAS, Action, Call
+
+pytestmark = pytest.mark.pure
 
 ABIS = [Abi.X86_64, Abi.I386]
 ALLOW, TRACE, KILL = compiler.RET_ALLOW, compiler.RET_TRACE, compiler.RET_KILL_PROCESS

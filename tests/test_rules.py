@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import fnmatch
 import ipaddress
-from typing import Iterable
+from collections.abc import Iterable
 
 import pytest
 
@@ -17,6 +17,8 @@ from sandbox import names
 from sandbox.decode import Inet4, Inet6, Unix
 from sandbox.rules import (ALL_CALLS, Action, Call, Glob, PortRange, Protocol, Rule,
                            Verdict, decide, effective_protocol, ipv4_views, needs_socket, reached)
+
+pytestmark = pytest.mark.pure
 
 AF_UNIX, AF_INET, AF_INET6, AF_NETLINK = 1, 2, 10, 16
 SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, SOCK_SEQPACKET = 1, 2, 3, 5

@@ -294,6 +294,23 @@ def test_command_not_found_and_not_executable(tmp_path):
     assert unrunnable.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize("command,status,says", [
+    ("{tmp}", 126, "{tmp}: Is a directory"),
+    ("{tmp}/script.sh", 126, "{tmp}/script.sh: /no/such/interpreter: bad interpreter: No such file or directory"),
+    ("script.sh", 126, "{tmp}/script.sh: /no/such/interpreter: bad interpreter: No such file or directory"),
+    ("", 127, ": command not found"),
+    ("{tmp}/missing", 127, "{tmp}/missing: No such file or directory"),
+    ("missing", 127, "missing: command not found"),
+])
+def test_why_a_command_cannot_run_is_said_as_a_shell_says_it(tmp_path, command, status, says):
+    script = tmp_path / "script.sh"
+    script.write_text("#!/no/such/interpreter\necho hi\n")
+    script.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:/usr/bin:/bin"}
+    result = sockbox("run", "--", command.format(tmp=tmp_path), env=env)
+    assert (result.returncode, result.stderr) == (status, f"sockbox: {says.format(tmp=tmp_path)}\n")
+
+
 def test_first_word_that_is_not_an_option_starts_the_command():
     result = sockbox("run", "-p", "offline", "sh", "-c", "echo $1 $2", "x", "--quiet", "-p")
     assert result.returncode == 0
