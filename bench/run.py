@@ -675,7 +675,7 @@ def table(results: dict, derived: list[dict], memory: dict | None, s: Setting, h
                "(per run for startup); in C = the share of them served by the C fast path")
     for tool, why in s.unavailable.items():
         out.append(f"{tool}: not run, it fails here: {why}")
-    for key, row in results.items():
+    for row in results.values():
         for tool, why in row["unavailable"].items():
             out.append(f"{row['label']} / {tool}: n/a ({why})")
         for tool, errors in row["failures"].items():

@@ -1,6 +1,7 @@
 """Types of the C extension sandbox/_fastpath.c (the supervisor's hot path)."""
 
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 def connect(fd: int, type: int, address: bytes) -> tuple[int, bool]: ...
 def sendmsg(fd: int, data: bytes | int, control: bytes, flags: int,

@@ -12,7 +12,8 @@ import contextlib
 import ctypes
 import errno
 import os
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple
+from collections.abc import Iterator
 
 from ptrace import PtraceError
 from ptrace.binding import func as _pt

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
+from collections.abc import Sequence
 
 # Opcodes (linux/filter.h): class | size | mode, class | op | source.
 LD_W_ABS = 0x20

@@ -128,13 +128,13 @@ def describe(name: str, abi: Abi, args: tuple[int, ...], memory: Memory, process
                         args, fd, addrlen, raw, socket)]
     if name == "sendto":
         addrlen = int32(args[5])
-        address, raw = _destination(memory, args[4], addrlen, socket, fd, process)
-        return [Subject(_with_address(call, address, process), args, fd, addrlen, raw, socket)]
+        address, named = _destination(memory, args[4], addrlen, socket, fd, process)
+        return [Subject(_with_address(call, address, process), args, fd, addrlen, named, socket)]
     if name == "sendmsg":
         header = decode_msghdr(memory.read(args[1], msghdr_size(abi)), abi)
-        address, raw = _destination(memory, header.name, header.namelen, socket, fd, process)
+        address, named = _destination(memory, header.name, header.namelen, socket, fd, process)
         check_iovlen(header)
-        return [Subject(_with_address(call, address, process), args, fd, header.namelen, raw,
+        return [Subject(_with_address(call, address, process), args, fd, header.namelen, named,
                         socket, header)]
     return _sendmmsg(call, abi, args, memory, process, fd, socket)
 

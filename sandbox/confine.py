@@ -22,7 +22,8 @@ import enum
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
+from collections.abc import Callable, Iterable, Sequence
 
 from .errors import UsageError
 

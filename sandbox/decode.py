@@ -11,7 +11,7 @@ import errno
 import ipaddress
 import struct
 from dataclasses import dataclass
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 from .abi import Abi
 from .errors import Malformed
@@ -76,7 +76,7 @@ class Unknown:
     data: bytes
 
 
-Address = Union[Inet4, Inet6, Unix, Netlink, Unspec, Unknown]
+Address = Inet4 | Inet6 | Unix | Netlink | Unspec | Unknown
 
 _MIN_LENGTH = {AF_INET: 16, AF_INET6: 24, AF_NETLINK: 12}  # 24: SIN6_LEN_RFC2133
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass
-from typing import Iterator
+from collections.abc import Iterator
 
 from . import landlock
 from .confine import IMPLICIT_DEVICES, Filesystem, Grant, Process, Signals

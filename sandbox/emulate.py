@@ -24,7 +24,6 @@ import functools
 import os
 import struct
 from dataclasses import dataclass
-from typing import Union
 
 from . import _fastpath, libc, sockdiag
 from .abi import Abi
@@ -67,7 +66,7 @@ class Breach:
     reason: str
 
 
-Outcome = Union[Done, Wait, Breach]
+Outcome = Done | Wait | Breach
 
 
 def needs_emulation(subject: Subject) -> bool:
@@ -341,7 +340,7 @@ def _send(plan: Plan) -> Outcome:
     if plan.failure is not None:
         return Done(plan.failure)
     sock = plan.sock
-    writes = []
+    writes: list[tuple[int, bytes]] = []
     for index, message in enumerate(plan.messages):
         # The kernel lets a process vouch only for itself (SCM_CREDENTIALS): the sender
         # is whoever performs the call.

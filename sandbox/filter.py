@@ -19,11 +19,11 @@ import ctypes
 import errno
 import itertools
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import pyseccomp
 
-from . import bpf
+from . import bpf, libc
 from .abi import (Abi, SOCKETCALL, X32_SYSCALL_BIT, SocketSyscall, credential_syscalls, fork_syscalls,
                   socket_syscalls, subcall_number, syscall_number)
 from .errors import UnsupportedKernel
@@ -560,7 +560,6 @@ def _emit_tests(asm: bpf.Assembler, tests: Conjunction, miss: bpf.Label) -> None
 # Installing it (in the child, after PR_SET_NO_NEW_PRIVS, before execve)
 
 _SECCOMP_GET_ACTION_AVAIL = 2
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class _SockFprog(ctypes.Structure):
@@ -568,7 +567,7 @@ class _SockFprog(ctypes.Structure):
 
 
 def _seccomp(operation: int, flags: int, argument: ctypes._CArgObject) -> int:
-    return _libc.syscall(syscall_number(Abi.X86_64, "seccomp"), operation, flags, argument)
+    return libc.raw_syscall("seccomp", operation, flags, argument)
 
 
 def install(program: bytes) -> None:

@@ -95,9 +95,8 @@ class Channel:
         self.ours, self.theirs = socket.socketpair(socket.AF_UNIX,
                                                    socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         self.ours.setblocking(False)
-        # Descriptors received and not yet taken, by (device, inode), oldest first.
-        self._waiting: dict[tuple[int, int], list[int]] = {}
-        self._order: list[tuple[int, int]] = []
+        # Descriptors received and not yet taken, with their (device, inode), oldest first.
+        self._unclaimed: list[tuple[tuple[int, int], int]] = []
 
     def place(self) -> None:
         """In the command's first process, before the filter: the channel's end at its
@@ -122,19 +121,20 @@ class Channel:
             theirs = os.stat(f"/proc/{tid}/fd/{fd}")
         except OSError:
             return None
-        waiting = self._waiting.get((theirs.st_dev, theirs.st_ino))
-        return waiting.pop(0) if waiting else None
+        for index, (identity, copy) in enumerate(self._unclaimed):
+            if identity == (theirs.st_dev, theirs.st_ino):
+                del self._unclaimed[index]
+                return copy
+        return None
 
     def _collect(self) -> None:
-        """Every descriptor waiting on the channel, filed by the file it is."""
+        """Every descriptor waiting on the channel, with the file it is, oldest first;
+        beyond _KEPT of them, the oldest are let go."""
         for received in self._drain():
             ours = os.fstat(received)
-            self._waiting.setdefault((ours.st_dev, ours.st_ino), []).append(received)
-            self._order.append((ours.st_dev, ours.st_ino))
-        while len(self._order) > _KEPT:
-            oldest = self._waiting.get(self._order.pop(0))
-            if oldest:
-                os.close(oldest.pop(0))
+            self._unclaimed.append(((ours.st_dev, ours.st_ino), received))
+        while len(self._unclaimed) > _KEPT:
+            os.close(self._unclaimed.pop(0)[1])
 
     def _drain(self) -> list[int]:
         """Every descriptor waiting on the channel."""

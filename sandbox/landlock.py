@@ -8,12 +8,10 @@ them is `confine`'s.
 from __future__ import annotations
 
 import ctypes
-import os
 import struct
 
-from .abi import Abi, syscall_number
+from . import libc
 
-_libc = ctypes.CDLL(None, use_errno=True)
 
 CREATE_RULESET_VERSION = 1
 RULE_PATH_BENEATH = 1
@@ -49,8 +47,7 @@ _RIGHTS_SINCE = {1: (1 << 13) - 1, 2: REFER, 3: TRUNCATE, 5: IOCTL_DEV}
 
 def abi() -> int:
     """The kernel's Landlock ABI version, or 0 where it has none (or has it disabled)."""
-    version = _libc.syscall(syscall_number(Abi.X86_64, "landlock_create_ruleset"), None, 0,
-                            CREATE_RULESET_VERSION)
+    version = libc.raw_syscall("landlock_create_ruleset", None, 0, CREATE_RULESET_VERSION)
     return max(version, 0)
 
 
@@ -66,11 +63,7 @@ def create_ruleset(handled_fs: int, scoped: int = 0) -> int:
     # kernel older than a field takes the shorter struct.
     attr = struct.pack("=QQQ", handled_fs, 0, scoped) if scoped else struct.pack("=Q", handled_fs)
     buffer = ctypes.create_string_buffer(attr, len(attr))
-    fd = _libc.syscall(syscall_number(Abi.X86_64, "landlock_create_ruleset"), buffer, len(attr), 0)
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"landlock_create_ruleset: {os.strerror(err)}")
-    return fd
+    return libc.syscall("landlock_create_ruleset", buffer, len(attr), 0)
 
 
 def add_path(ruleset: int, directory: int, rights: int) -> None:
@@ -78,14 +71,9 @@ def add_path(ruleset: int, directory: int, rights: int) -> None:
     descriptor) names. Raises OSError."""
     # struct landlock_path_beneath_attr: u64 allowed_access; s32 parent_fd (packed)
     beneath = ctypes.create_string_buffer(struct.pack("=Qi", rights, directory), 12)
-    if _libc.syscall(syscall_number(Abi.X86_64, "landlock_add_rule"), ruleset,
-                     RULE_PATH_BENEATH, beneath, 0) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"landlock_add_rule: {os.strerror(err)}")
+    libc.syscall("landlock_add_rule", ruleset, RULE_PATH_BENEATH, beneath, 0)
 
 
 def restrict_self(ruleset: int) -> None:
     """Enter the ruleset's domain, for good (needs NO_NEW_PRIVS). Raises OSError."""
-    if _libc.syscall(syscall_number(Abi.X86_64, "landlock_restrict_self"), ruleset, 0) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"landlock_restrict_self: {os.strerror(err)}")
+    libc.syscall("landlock_restrict_self", ruleset, 0)

@@ -21,6 +21,8 @@ import collections
 import os
 import threading
 
+from . import procfs
+
 
 class ProcessCount:
     """The places of one sandbox's tasks (thread ids); no limit when `limit` is None."""
@@ -94,7 +96,7 @@ class ProcessCount:
             except OSError:
                 continue  # gone meanwhile
             for task in tasks:
-                fields = _status(f"/proc/{process}/task/{task}/status")
+                fields = _identity(f"{process}/task/{task}")
                 if fields.get("TracerPid") == tracer:
                     traced[int(task)] = fields
         places = collections.Counter(traced[tid]["Tgid"] for tid in self.forking if tid in traced)
@@ -110,15 +112,10 @@ class ProcessCount:
         self.unsure = 0
 
 
-def _status(path: str) -> dict[str, int]:
-    """The numeric fields of /proc/PID/task/TID/status that say who a task is."""
-    fields = {}
+def _identity(task: str) -> dict[str, int]:
+    """The fields of a task's /proc status that say who it is (empty if it is gone)."""
     try:
-        with open(path) as status:
-            for line in status:
-                key, _, value = line.partition(":")
-                if key in ("Tgid", "PPid", "TracerPid"):
-                    fields[key] = int(value)
-    except (OSError, ValueError):
+        fields = procfs.status(task)
+        return {key: int(fields[key]) for key in ("Tgid", "PPid", "TracerPid")}
+    except (OSError, KeyError, ValueError):
         return {}
-    return fields

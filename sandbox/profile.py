@@ -16,7 +16,8 @@ import socket
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
+from collections.abc import Callable, Iterable
 
 import tomli
 
@@ -117,7 +118,8 @@ class Profile:
                 if host.name not in cache:
                     try:
                         infos = socket.getaddrinfo(host.name, None, type=socket.SOCK_STREAM)
-                        cache[host.name] = frozenset(ipaddress.ip_address(i[4][0].split("%")[0]) for i in infos)
+                        cache[host.name] = frozenset(ipaddress.ip_address(str(i[4][0]).split("%")[0])
+                                                     for i in infos)
                     except (socket.gaierror, UnicodeError) as error:
                         errors.append((f"{rule.label.split(':', 1)[-1]}.host", f"{host.name} does not resolve ({getattr(error, 'strerror', None) or error})"))
                         cache[host.name] = frozenset()

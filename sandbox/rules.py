@@ -13,13 +13,14 @@ import os
 import re
 import warnings
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterable, Sequence, Union
+from typing import Any
+from collections.abc import Callable, Iterable, Sequence
 
 from .decode import Address, Inet4, Inet6, Unix
 from .names import (AF_INET, PORT_PROTOCOLS, SOCK_RAW, SOCK_TYPE_MASK, SUBCALLS, default_protocol,
                     errno_name, family_name, level_name, option_name, protocol_name, type_name)
 
-IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # The calls that can name an address, so the only ones `address`, `port`, `path` and
 # `abstract` can apply to: listen's is the local address it listens on.
@@ -402,7 +403,7 @@ def _exe_holds(globs: Iterable[Glob], call: Call) -> bool:
     return call.exe is not None and any(g.matches(call.exe) for g in globs)
 
 
-_HOLDS = {
+_HOLDS: dict[str, Callable[[Any, Call], bool]] = {
     "family": _family_holds, "type": _type_holds, "protocol": _protocol_holds,
     "address": _address_holds, "host": _host_holds, "port": _port_holds, "path": _path_holds,
     "abstract": _abstract_holds, "level": _level_holds, "option": _option_holds,
@@ -412,23 +413,24 @@ _HOLDS = {
 ALL_CALLS = frozenset(SUBCALLS)
 
 
-def _show(key: str, values: Iterable[object]) -> str:
+def _show(key: str, values: Any) -> str:
+    """A condition's values as a profile would write them (the key says their kind)."""
     if key == "family":
-        return ",".join(family_name(v) for v in sorted(values))  # type: ignore[arg-type]
+        return ",".join(family_name(v) for v in sorted(values))
     if key == "type":
-        return ",".join(type_name(v) for v in sorted(values))  # type: ignore[arg-type]
+        return ",".join(type_name(v) for v in sorted(values))
     if key == "protocol":
         return ",".join(protocol_name(min(p.families), p.number) if p.families else str(p.number)
-                        for p in values)  # type: ignore[attr-defined]
+                        for p in values)
     if key in ("path", "abstract", "exe"):
-        return ",".join(g.pattern for g in values)  # type: ignore[attr-defined]
+        return ",".join(g.pattern for g in values)
     if key == "host":
-        return ",".join(h.name for h in values)  # type: ignore[attr-defined]
+        return ",".join(h.name for h in values)
     if key == "level":
-        return ",".join(level_name(v) for v in sorted(values))  # type: ignore[arg-type]
+        return ",".join(level_name(v) for v in sorted(values))
     if key == "option":
         return ",".join(option_name(o.level, o.number) if o.level is not None else str(o.number)
-                        for o in values)  # type: ignore[attr-defined]
+                        for o in values)
     return ",".join(str(v) for v in values)
 
 

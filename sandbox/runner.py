@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Callable, Mapping, NamedTuple, Sequence
+from typing import NamedTuple
+from collections.abc import Callable, Mapping, Sequence
 
 from . import _ptrace, filter, handover, landlock, procfs, signals, spawn
 from .audit import AuditLog, Sink

@@ -13,7 +13,8 @@ import os
 import resource
 import signal
 import threading
-from typing import Callable, Iterable, NoReturn
+from typing import NoReturn
+from collections.abc import Callable, Iterable
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
              signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)

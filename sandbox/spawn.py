@@ -4,18 +4,16 @@ close-on-exec pipe."""
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import resource
 import signal
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from ptrace import PtraceError
 
-from . import _ptrace, filter
-from .abi import Abi, syscall_number
+from . import _ptrace, filter, libc
 from .confine import Process
 from .domain import Domain
 from .errors import (STATUS_CANNOT_EXECUTE, STATUS_NOT_FOUND, ExecFailed, SandboxError,
@@ -28,13 +26,11 @@ PR_CAPBSET_DROP = 24
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_LOWER = 47, 3
 CAP_SYS_PTRACE = 19
 CAP_SYS_RESOURCE = 24
-_CAPABILITY_VERSION_3 = 0x20080522
 LISTEN_FDS_START = 3  # systemd's socket activation hands descriptors over from 3
 
 # Python ignores these at startup; a command must start with the defaults.
 _RESTORED_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclass(frozen=True)
@@ -57,9 +53,8 @@ class Inheritance:
 
 
 def prctl(option: int, value: int, arg3: int = 0) -> None:
-    if _libc.prctl(option, value, arg3, 0, 0) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
+    if libc.libc.prctl(option, value, arg3, 0, 0) != 0:
+        raise libc.last_error("prctl")
 
 
 def spawn(argv: Sequence[str], program: bytes, env: Mapping[str, str] | None = None,
@@ -228,15 +223,11 @@ def _drop_capabilities(*capabilities: int) -> None:
         except OSError as error:
             if error.errno != errno.EINVAL:  # EINVAL: ambient capabilities unsupported
                 raise
-    header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)
-    data = (ctypes.c_uint32 * 6)()  # two of {effective, permitted, inheritable}
-    if _libc.syscall(syscall_number(Abi.X86_64, "capget"), header, data) != 0:
-        raise OSError(ctypes.get_errno(), "capget")
-    for index in range(3):
+    sets = libc.capabilities()
+    for index in range(3):  # effective, permitted, inheritable
         for capability in capabilities:  # all below 32: the first word of each set
-            data[index] &= ~(1 << capability)
-    if _libc.syscall(syscall_number(Abi.X86_64, "capset"), header, data) != 0:
-        raise OSError(ctypes.get_errno(), "capset")
+            sets[index] &= ~(1 << capability)
+    libc.set_capabilities(sets)
 
 
 # RLIMIT_CPU's soft limit sends SIGXCPU, which ends a process unless it is caught;

@@ -16,7 +16,8 @@ import signal
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 from . import _fastpath, _ptrace, handover, procfs
 from .abi import (SOCKETCALL, Abi, Via, abi_of, changes_credentials, identify, makes_task,
@@ -222,8 +223,8 @@ class Supervisor:
             _ptrace.cont(tid)
             return
         call_at = (info.instruction_pointer, info.nr)
-        quiet = thread.running_again == call_at
-        thread.running_again = None
+        quiet = call_at in (thread.running_again, thread.recorded_for)
+        thread.running_again = thread.recorded_for = None
         if not quiet:
             thread.give_up_at = None  # a call of its own, not one running again
         if thread.handed_for != call_at:  # not the call that ran again after a handover
@@ -235,10 +236,11 @@ class Supervisor:
         recorded = quiet
         try:
             if name == SOCKETCALL:
-                name, via = subcall_name(args[0] & abi.word_mask), Via.SOCKETCALL
-                if name is None:
+                subcall, via = subcall_name(args[0] & abi.word_mask), Via.SOCKETCALL
+                if subcall is None:
                     _ptrace.cont(tid)  # the kernel refuses an unknown subcall with EINVAL
                     return
+                name = subcall
                 args = decode_words(memory.read(args[1] & abi.word_mask, 4 * socketcall_nargs(name)))
                 if self.keeps_the_channel(tid, name, args):
                     return
@@ -260,7 +262,7 @@ class Supervisor:
         except NeedDescriptor as need:
             # Running again once the descriptor is handed over; judged again, not
             # recorded again where it was.
-            thread.running_again = call_at if recorded else None
+            thread.recorded_for = call_at if recorded else None
             self.hand_over(tid, thread, abi, need.fd, memory)
             stop.close()
             return

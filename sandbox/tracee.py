@@ -57,8 +57,8 @@ class UnixTarget:
     text: str  # the resolved absolute path, for the rules and the record
     fd: int
     name: bytes | None = None
-    missing: bool = False  # resolves to nothing: `fd` is a directory that holds nothing
     missing: bool = False  # resolves to nothing: `fd` is a directory that never holds "missing"
+    # For bind: a directory from which the kernel, handed the path as the tracee wrote
     # it, starts where the judging started (its working directory, or its root, when
     # that root is ours). None where only the handles reach what was judged.
     written_from: int | None = None
@@ -141,6 +141,8 @@ class ThreadState:
     # Running a call again after a wait, by where the call is and its number: decided
     # again, but not recorded again.
     running_again: tuple[int, int] | None = None
+    # Running a call again after a handover, its decision recorded already.
+    recorded_for: tuple[int, int] | None = None
     # When a call that waits and runs again gives up (SO_SNDTIMEO), in monotonic ns.
     give_up_at: int | None = None
     # Where pidfd_getfd is refused (handover.py): the copies of descriptors the thread

@@ -56,7 +56,7 @@ def main() -> NoReturn:
     os._exit(0)
 
 
-def _start(control: socket.socket) -> tuple[Profile, bytes] | None:
+def _start(control: socket.socket) -> tuple[Profile, runner.Prepared] | None:
     frame = channel.receive_frame(control)
     if frame is None:
         return None

@@ -573,7 +573,7 @@ for path in ({str(private / "root-only.sock")!r}, {str(tmp_path / "public.sock")
         result = sockbox("run", "-p", "offline", "--", sys.executable, "-c", code)
         assert result.stdout.split() == [str(errno.EACCES), "connected"], result.stdout + result.stderr
         conn, _ = public.accept()
-        pid, uid, gid = struct.unpack("=iII", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        _, uid, gid = struct.unpack("=iII", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
         assert (uid, gid) == (65534, 65534)
         assert hidden.received == []
         conn.close()
@@ -627,7 +627,7 @@ def run_on_a_terminal(command: list[str]) -> tuple[str, bytes]:
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
     try:
-        result = subprocess.run(command, stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        result = subprocess.run(command, stdin=slave, capture_output=True,
                                 preexec_fn=become_its_terminal, timeout=60)
         attributes = termios.tcgetattr(slave)
         attributes[3] &= ~termios.ICANON  # read what is queued, lines or not
