@@ -19,6 +19,7 @@ from ptrace import PtraceError
 from ptrace.binding import func as _pt
 
 from . import _fastpath
+from .abi import Abi
 from .errors import Malformed, TraceeGone
 from .libc import IoVec, libc, syscall
 
@@ -115,8 +116,9 @@ def syscall_info(pid: int) -> SyscallInfo:
 _REGS = _pt.ptrace_registers_t
 _ORIG_RAX = _REGS.orig_rax.offset
 _RAX = _REGS.rax.offset
-# Where an i386 syscall's arguments live in the x86_64 register file.
-I386_ARG_REGISTERS = ("rbx", "rcx", "rdx", "rsi", "rdi", "rbp")
+# Where each ABI's syscall arguments live in the x86_64 register file, in order.
+ARGUMENT_REGISTERS = {Abi.X86_64: ("rdi", "rsi", "rdx", "r10", "r8", "r9"),
+                      Abi.I386: ("rbx", "rcx", "rdx", "rsi", "rdi", "rbp")}
 
 
 def set_result(pid: int, value: int) -> None:
@@ -143,15 +145,15 @@ def copy_registers(regs: Any) -> Any:
     return _REGS.from_buffer_copy(regs)
 
 
-def rewrite_i386_syscall(pid: int, nr: int, args: tuple[int, ...]) -> Any:
-    """At a seccomp stop: make the tracee run another i386 syscall with these arguments
-    (the kernel re-runs the filter on it). Returns the registers as they were, for
-    `restore_after_rewrite` once the syscall returns."""
+def rewrite_syscall(pid: int, abi: Abi, nr: int, args: tuple[int, ...]) -> Any:
+    """At a seccomp stop: make the tracee run another syscall of its ABI, or the same
+    with other arguments (the kernel re-runs the filter on it). Returns the registers
+    as they were, for `restore_after_rewrite` once the syscall returns."""
     original = registers(pid)
     regs = copy_registers(original)
     regs.orig_rax = nr
-    for register, value in zip(I386_ARG_REGISTERS, args):
-        setattr(regs, register, value & 0xFFFFFFFF)
+    for register, value in zip(ARGUMENT_REGISTERS[abi], args):
+        setattr(regs, register, value & abi.word_mask)
     set_registers(pid, regs)
     return original
 

@@ -51,12 +51,13 @@ class Wait:
     """The call would block: the tracee waits in its place, then the call runs again,
     unless the wait timed out and `timed_out` is set, which is then the call's result."""
 
-    fd: int | None  # wait for it to be writable; None: where that would say nothing, sleep
+    fd: int | None  # wait for it to be ready; None: where that would say nothing, sleep
     timeout_ns: int | None  # None: no limit
     timed_out: int | None = None
     # The socket's SO_SNDTIMEO, which bounds every wait of the call together (EAGAIN
     # after it) and, being set, makes a signal end the call with EINTR, never restart it.
     send_timeout_ns: int | None = None
+    readable: bool = False  # ready is readable (a receive, an accept), not writable
 
 
 @dataclass(frozen=True)
@@ -69,18 +70,22 @@ class Breach:
 Outcome = Done | Wait | Breach
 
 
-def needs_emulation(subject: Subject) -> bool:
+def needs_emulation(subject: Subject, socket_may_change: bool) -> bool:
     """Whether letting the kernel run the call itself could act on something else than
     what was judged: an address the kernel reads again from memory, or a socket the
     descriptor may no longer name when the kernel looks it up (another thread can
-    dup2() another onto it meanwhile). Only a send whose registers say it names no
-    destination is left to the kernel: it goes where its socket is connected, which a
-    connect decided. A listen is judged by its socket's own address."""
+    dup2() another onto it meanwhile). A send whose registers say it names no
+    destination is left to the kernel, as it goes where its socket is connected (which
+    a connect decided), unless its verdict rested on the socket's family, type or
+    protocol and another thread may change what the descriptor names
+    (`socket_may_change`). A listen is judged by its socket's own address."""
     name = subject.call.name
     if name in ("bind", "connect", "listen"):
         return True
-    if name == "sendto":
-        return subject.args[4] != 0 and subject.args[5] & 0xFFFFFFFF != 0
+    if name == "sendto" and subject.args[4] != 0 and subject.args[5] & 0xFFFFFFFF != 0:
+        return True
+    if name in ("sendto", "send"):
+        return socket_may_change
     return name in ("sendmsg", "sendmmsg")
 
 
@@ -130,7 +135,7 @@ def prepare(subjects: list[Subject], abi: Abi, stop: StopContext, memory) -> Pla
     if name == "listen":
         return Plan("listen", sock, first.fd, backlog=int32(first.args[1]))
     messages: list[Message] = []
-    if first.header is None and name != "sendto":  # sendmmsg of no message at all
+    if first.header is None and name not in ("sendto", "send"):  # sendmmsg of no message at all
         return Plan("send", sock, first.fd)
     for index, subject in enumerate(subjects):
         try:
@@ -147,7 +152,7 @@ def _message(subject: Subject, index: int, sock: SocketCopy, abi: Abi, stop: Sto
     # A unix destination is resolved last: the kernel looks it up only after it has
     # copied the data and the control messages, so their faults come first.
     stream = sock.type & SOCK_TYPE_MASK == SOCK_STREAM
-    if subject.call.name == "sendto":
+    if subject.call.name in ("sendto", "send"):
         check_user_range(subject.args[1], subject.args[2])
         data = _payload([(subject.args[1], subject.args[2])], stream, memory)
         # sendto's flags reach the protocol as they are; only sendmsg refuses

@@ -435,11 +435,16 @@ def _show(key: str, values: Any) -> str:
 
 
 
-def needs_socket(rules: Iterable[Rule], name: str) -> bool:
-    """Whether judging `name` needs its socket's family, type or protocol, which only
-    the socket itself can tell. (The calls that carry an address always look at the
-    socket, to read the address as its protocol does.)"""
+def socket_decides(rules: Iterable[Rule], name: str) -> bool:
+    """Whether a verdict for `name` (or for the plain call it may be) can rest on its
+    socket's family, type or protocol, which only the socket itself can tell."""
     names = {name, PLAIN_ALIAS.get(name)}
-    return name not in ADDRESS_CALLS | {"socket", "socketpair"} and any(
-        rule.calls & names and any(getattr(rule, key) is not None for key in ("family", "type", "protocol"))
-        for rule in rules)
+    return any(rule.calls & names and any(getattr(rule, key) is not None
+                                          for key in ("family", "type", "protocol"))
+               for rule in rules)
+
+
+def needs_socket(rules: Iterable[Rule], name: str) -> bool:
+    """Whether judging `name` needs its socket looked up. (The calls that carry an
+    address always look at the socket, to read the address as its protocol does.)"""
+    return name not in ADDRESS_CALLS | {"socket", "socketpair"} and socket_decides(rules, name)

@@ -8,10 +8,13 @@ every thread and process it supervises.
 
 from __future__ import annotations
 
+import _socket
 import collections
 import dataclasses
 import errno
+import fcntl
 import os
+import select
 import signal
 import struct
 import time
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from collections.abc import Callable, Sequence
 
-from . import _fastpath, _ptrace, handover, procfs
+from . import _fastpath, _ptrace, handover, procfs, sharing
 from .abi import (SOCKETCALL, Abi, Via, abi_of, changes_credentials, identify, makes_task,
                   socket_syscalls, socketcall_nargs, subcall_name, syscall_number)
 from .audit import AuditLog, Event, make_event
@@ -30,12 +33,12 @@ from .emulate import RETRY_NS, Breach, Done, Outcome, Wait, emulate, needs_emula
 from .errors import Malformed, NeedDescriptor, SandboxError, SupervisorError, TraceeGone
 from .filter import DESTINATION_CALLS
 from .impersonate import emulate_as
-from .names import AF_INET, AF_INET6, SOCK_DGRAM, SOCK_TYPE_MASK, SUBCALLS
+from .names import AF_INET, AF_INET6, MSG_DONTWAIT, SOCK_DGRAM, SOCK_TYPE_MASK, SUBCALLS
 from .processes import ProcessCount
 from .profile import Profile
-from .rules import Action, Call, Verdict, needs_socket
+from .rules import Action, Call, Verdict, needs_socket, socket_decides
 from .signals import DiedBySignal
-from .tracee import Credentials, Handing, StopContext, ThreadState, Waiting
+from .tracee import Credentials, FrozenCall, Handing, StopContext, ThreadState, Waiting
 
 _GROUP_STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
 _FORK_EVENTS = {_ptrace.PTRACE_EVENT_FORK, _ptrace.PTRACE_EVENT_VFORK, _ptrace.PTRACE_EVENT_CLONE}
@@ -47,10 +50,16 @@ _I386_DIRECT = {"accept": ("accept4", (0,)), "send": ("sendto", (0, 0)), "recv":
 # What a syscall interrupted by a signal returns for the kernel to decide, per the
 # handler's SA_RESTART, between running it again and failing with EINTR.
 ERESTARTSYS = 512
-POLLOUT = 0x4
-# The argument registers of each ABI, in order.
-_ARGUMENT_REGISTERS = {Abi.X86_64: ("rdi", "rsi", "rdx", "r10", "r8", "r9"),
-                       Abi.I386: _ptrace.I386_ARG_REGISTERS}
+POLLIN, POLLOUT = 0x1, 0x4
+# The status waitpid reports for a seccomp stop, for one handled later than it came.
+_SECCOMP_STOP = _ptrace.PTRACE_EVENT_SECCOMP << 16 | signal.SIGTRAP << 8 | 0x7F
+# Calls the kernel makes after they are judged, on a verdict that may rest on what their
+# descriptor refers to (plain sends are performed here instead: emulate.needs_emulation).
+_KERNEL_MADE = frozenset({"accept", "accept4", "getsockname", "getpeername", "recv", "recvfrom",
+                          "recvmsg", "recvmmsg", "shutdown", "setsockopt", "getsockopt"})
+_RECEIVING = frozenset({"accept", "accept4", "recvfrom", "recvmsg", "recvmmsg"})
+# Where the flags of the receives are, among their arguments.
+_FLAGS_AT = {"recv": 3, "recvfrom": 3, "recvmsg": 2, "recvmmsg": 3}
 _PPOLL = {Abi.X86_64: "ppoll", Abi.I386: "ppoll_time64"}  # both take a 64-bit timespec
 _BELOW_RED_ZONE = 1024
 # Verdicts filed for _fastpath, over all executables: a program that reaches ever new
@@ -105,6 +114,17 @@ class Supervisor:
         # 64-bit programs, whose stack is beyond their reach.
         self._low_scratch: dict[int, int] = {}
         self.processes = ProcessCount(self.profile.process.processes, self.main_pid)
+        self.tables = sharing.Tables(self.main_pid)
+        self._socket_decides = {name: socket_decides(self.profile.effective_rules, name)
+                                for name in SUBCALLS}
+        # The threads kept still for one thread's call (sharing.py), and the stops of
+        # others that wanted the same, handled once it is made.
+        self._freeze: sharing.Freeze | None = None
+        self._deferred: list[tuple[int, int]] = []
+        # Tracees stopped and not let go yet: the rest of the stops the fast path
+        # returned, and those in a group stop (PTRACE_LISTEN).
+        self._parked: set[int] = set()
+        self._listening: set[int] = set()
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -120,7 +140,8 @@ class Supervisor:
                     events = self._fast.serve(len(self.tracees) > 1)
                 except ChildProcessError:
                     break
-                for event in events:
+                for index, event in enumerate(events):
+                    self._parked = {later[0] for later in events[index + 1:]}
                     try:
                         if len(event) == 2:
                             self.handle(*event)
@@ -160,6 +181,12 @@ class Supervisor:
         if not os.WIFSTOPPED(status):
             return
         self.tracees.add(pid)  # a new child's first stop can come before its parent's event
+        self.tables.seen(pid)
+        self._listening.discard(pid)
+        if self._freeze is not None and pid != self._freeze.caller and (
+                pid in self._freeze.stopped or pid in self.tables.sharers(self._freeze.caller)):
+            self._freeze.held.append((pid, status))  # let go once the caller's call is made
+            return
         if self.killed_by_rule:
             os.kill(pid, signal.SIGKILL)
             return
@@ -172,6 +199,7 @@ class Supervisor:
             child = _ptrace.event_message(pid)
             self.tracees.add(child)
             self.processes.forked(pid, child)
+            self.tables.created(pid, child, sharing.shares_table(pid))
             _ptrace.cont(pid)
         elif event == _ptrace.PTRACE_EVENT_EXEC:
             former = _ptrace.event_message(pid)
@@ -180,10 +208,12 @@ class Supervisor:
             if pid in self.threads:
                 self.threads[pid].forget_image()
             self._low_scratch.pop(pid, None)  # another memory now
+            self.tables.executed(pid)
             _ptrace.cont(pid)
         elif event == _ptrace.PTRACE_EVENT_STOP:
             if stop_signal in _GROUP_STOP_SIGNALS:
                 _ptrace.listen(pid)  # stay stopped until SIGCONT, as job control expects
+                self._listening.add(pid)
             else:
                 _ptrace.cont(pid)
         else:
@@ -195,9 +225,12 @@ class Supervisor:
     def forget(self, pid: int) -> None:
         self.tracees.discard(pid)
         self.processes.exited(pid)
+        self.tables.ended(pid)
         thread = self.threads.pop(pid, None)
         if thread is not None:
             thread.close()
+        if self._freeze is not None and self._freeze.caller == pid:
+            self.thaw()
 
     # -- one seccomp stop -------------------------------------------------------------------
 
@@ -244,6 +277,8 @@ class Supervisor:
                 args = decode_words(memory.read(args[1] & abi.word_mask, 4 * socketcall_nargs(name)))
                 if self.keeps_the_channel(tid, name, args):
                     return
+            if not self.still_enough(tid, name):
+                return  # deferred until the threads kept still for another call go on
             subjects = describe(name, abi, args, memory, stop, self._needs_socket[name])
             subject, verdict = self.judge(subjects)
             self.file(subject, verdict)
@@ -271,7 +306,101 @@ class Supervisor:
             _ptrace.cont(tid)
         finally:
             stop.close()
+            if (self._freeze is not None and self._freeze.caller == tid and thread.frozen is None
+                    and thread.handing is None):
+                self.thaw()  # the call is made, refused or waits: nothing more to keep still
         thread.forget_handed()
+
+    # -- calls the kernel makes on a verdict that rested on the socket (sharing.py) --------
+
+    def still_enough(self, tid: int, name: str) -> bool:
+        """Keep every other thread that may share `tid`'s descriptor table still, where
+        the kernel will make this call on a verdict that may rest on what its descriptor
+        refers to. False: another thread's call keeps them still now; this stop is
+        handled once that call is made."""
+        if name not in _KERNEL_MADE or not self._socket_decides[name]:
+            return True
+        if self._freeze is not None:
+            if self._freeze.caller == tid:
+                return True  # still so, after a handover
+            self._deferred.append((tid, _SECCOMP_STOP))
+            return False
+        sharers = self.tables.sharers(tid)
+        if not sharers:
+            return True
+        parked = {*self._parked, *self._listening, *(pid for pid, _ in self._deferred)}
+        self._freeze = sharing.freeze(tid, sharers, parked.__contains__)
+        if not self._freeze.complete:
+            raise Malformed(errno.EAGAIN, "the threads sharing its descriptors would not stop")
+        return True
+
+    def thaw(self) -> None:
+        """Let the threads kept still go on, and handle the stops held meanwhile."""
+        assert self._freeze is not None
+        held, self._freeze = self._freeze.held, None
+        deferred, self._deferred = self._deferred, []
+        for pid, status in [*held, *deferred]:
+            try:
+                self.handle(pid, status)
+            except TraceeGone:
+                pass
+
+    def make_frozen(self, tid: int, thread: ThreadState, subject: Subject, abi: Abi, via: Via,
+                    stop: StopContext, memory: _ptrace.TraceeMemory) -> None:
+        """Let the kernel make the call while the others are kept still, without ever
+        letting it block them: a receive or accept that has nothing waits first (thawed,
+        in its own context) and runs again; one that has runs as MSG_DONTWAIT (or on a
+        non-blocking file, for accept), and if it finds nothing after all, runs again."""
+        name = subject.call.name
+        assert subject.fd is not None
+        copy = stop.socket(subject.fd).fd
+        flags_at = _FLAGS_AT.get(name)
+        args = list(subject.args)
+        if via is Via.SOCKETCALL:
+            name, extra = _I386_DIRECT.get(name, (name, ()))
+            args += extra
+        blocking = False
+        if name in _RECEIVING:
+            nonblocking_file = fcntl.fcntl(copy, fcntl.F_GETFL) & os.O_NONBLOCK
+            blocking = not nonblocking_file and not (flags_at is not None and args[flags_at] & MSG_DONTWAIT)
+            ready = bool(select.select([copy], [], [], 0)[0])
+            if blocking and not ready:
+                timeout = _receive_timeout_ns(copy)
+                wait = Wait(subject.fd, timeout, timed_out=-errno.EAGAIN if timeout else None,
+                            readable=True)
+                self.begin_wait(tid, thread, abi, wait, memory)
+                return
+        frozen = FrozenCall(_ptrace.registers(tid), blocking)
+        if flags_at is not None:
+            args[flags_at] |= MSG_DONTWAIT
+        elif blocking:  # accept: no flag for it; its file, for the moment of the call
+            frozen.nonblocking = os.dup(copy)
+            fcntl.fcntl(frozen.nonblocking, fcntl.F_SETFL, fcntl.fcntl(copy, fcntl.F_GETFL) | os.O_NONBLOCK)
+        nr = syscall_number(abi, name)
+        assert nr is not None
+        _ptrace.rewrite_syscall(tid, abi, nr, tuple(args))
+        thread.frozen = frozen
+        _ptrace.cont_to_syscall_exit(tid)
+
+    def made_frozen(self, tid: int, thread: ThreadState) -> None:
+        """At the exit of a call made while the others were kept still: every register
+        as it was but the result (or the call made again, where a receive found nothing
+        after all), the file's flags as they were; the others go on."""
+        frozen, thread.frozen = thread.frozen, None
+        assert frozen is not None
+        result = _signed(_ptrace.registers(tid).rax)
+        regs = _ptrace.copy_registers(frozen.original)
+        regs.rax = result & 0xFFFFFFFFFFFFFFFF
+        if frozen.blocking and result == -errno.EAGAIN:
+            regs.rax, regs.rip = frozen.original.orig_rax, frozen.original.rip - 2
+            thread.recorded_for = (frozen.original.rip, frozen.original.orig_rax)
+        if frozen.nonblocking is not None:
+            flags = fcntl.fcntl(frozen.nonblocking, fcntl.F_GETFL)
+            fcntl.fcntl(frozen.nonblocking, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
+            os.close(frozen.nonblocking)
+        _ptrace.set_registers(tid, regs)
+        if self._freeze is not None and self._freeze.caller == tid:
+            self.thaw()
 
     # -- descriptors handed over, where pidfd_getfd is refused (handover.py) ----------------
 
@@ -312,7 +441,7 @@ class Supervisor:
         """At a seccomp stop: the thread runs `request`'s syscall in place of its call."""
         regs = _ptrace.copy_registers(handing.original)
         regs.orig_rax = request.nr
-        for register, value in zip(_ARGUMENT_REGISTERS[request.abi], request.args):
+        for register, value in zip(_ptrace.ARGUMENT_REGISTERS[request.abi], request.args):
             setattr(regs, register, value)
         _ptrace.set_registers(tid, regs)
         thread.handing = handing
@@ -434,20 +563,23 @@ class Supervisor:
             _ptrace.fail_syscall(tid, errno.EACCES)  # as Landlock refuses it
             _ptrace.cont(tid)
             return
-        if needs_emulation(first):
+        socket_may_change = self._socket_decides[first.call.name] and bool(self.tables.sharers(tid))
+        if needs_emulation(first, socket_may_change):
             theirs = stop.credentials() if self.credentials.privileged else None
             if theirs is not None and theirs != self.credentials:
                 outcome = emulate_as(theirs, subjects, abi, stop, memory)
             else:
                 outcome = emulate(subjects, abi, stop, memory)
             self.complete(tid, stop.thread, abi, outcome, memory)
+        elif self._freeze is not None and self._freeze.caller == tid:
+            self.make_frozen(tid, stop.thread, first, abi, via, stop, memory)
         elif via is Via.SOCKETCALL:
             # Run the direct syscall with the arguments just judged, so that a rewrite of
             # the argument array after this point changes nothing.
             direct, extra = _I386_DIRECT.get(first.call.name, (first.call.name, ()))
             nr = syscall_number(Abi.I386, direct)
             assert nr is not None
-            stop.thread.rewritten = _ptrace.rewrite_i386_syscall(tid, nr, (*first.args, *extra))
+            stop.thread.rewritten = _ptrace.rewrite_syscall(tid, Abi.I386, nr, (*first.args, *extra))
             _ptrace.cont_to_syscall_exit(tid)
         else:
             _ptrace.cont(tid)
@@ -511,7 +643,8 @@ class Supervisor:
         original = _ptrace.registers(tid)
         below_stack = (original.rsp - _BELOW_RED_ZONE) & ~15
         timeout = wait.timeout_ns
-        polled = b"" if wait.fd is None else struct.pack("=ihh", wait.fd, POLLOUT, 0)
+        events = POLLIN if wait.readable else POLLOUT
+        polled = b"" if wait.fd is None else struct.pack("=ihh", wait.fd, events, 0)
         arguments = polled
         if timeout is not None:
             arguments += struct.pack("=qq", *divmod(timeout, 1_000_000_000))
@@ -531,7 +664,7 @@ class Supervisor:
             values = (0, 0, RETRY_NS // 1_000_000)
         regs = _ptrace.copy_registers(original)
         regs.orig_rax = nr
-        for register, value in zip(_ARGUMENT_REGISTERS[abi], values):
+        for register, value in zip(_ptrace.ARGUMENT_REGISTERS[abi], values):
             setattr(regs, register, value)
         _ptrace.set_registers(tid, regs)
         thread.waiting = Waiting(original, wait)
@@ -543,6 +676,10 @@ class Supervisor:
         thread = self.threads.get(tid)
         if thread is not None and thread.handing is not None:
             self.handed(tid, thread)
+            return
+        if thread is not None and thread.frozen is not None:
+            self.made_frozen(tid, thread)
+            _ptrace.cont(tid)
             return
         if thread is not None and thread.rewritten is not None:
             _ptrace.restore_after_rewrite(tid, thread.rewritten)
@@ -609,6 +746,17 @@ def _ignores(tid: int, signal_number: int) -> bool:
         return False
     ignored = procfs.signal_mask(fields, "SigIgn") | (_IGNORED_BY_DEFAULT & ~procfs.signal_mask(fields, "SigCgt"))
     return bool(ignored & 1 << (signal_number - 1))
+
+
+def _receive_timeout_ns(fd: int) -> int | None:
+    """SO_RCVTIMEO, which bounds how long a blocking receive or accept waits."""
+    sock = _socket.socket(fileno=fd)
+    try:
+        seconds, microseconds = struct.unpack("=qq", sock.getsockopt(_socket.SOL_SOCKET,
+                                                                    _socket.SO_RCVTIMEO, 16))
+    finally:
+        sock.detach()
+    return seconds * 1_000_000_000 + microseconds * 1000 or None
 
 
 def _signed(register: int) -> int:

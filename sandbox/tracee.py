@@ -120,6 +120,17 @@ class Handing:
 
 
 @dataclass
+class FrozenCall:
+    """A call the kernel makes while the threads sharing its descriptors are kept still
+    (sharing.py): the registers to give back at its exit, whether it was a blocking one
+    (made non-blocking here), and the file made non-blocking for it (accept)."""
+
+    original: Any
+    blocking: bool
+    nonblocking: int | None = None
+
+
+@dataclass
 class ThreadState:
     """What the supervisor keeps about one tracee thread from one stop to the next.
     _fastpath.c reads `pidfd` and `verdicts` by these names."""
@@ -136,6 +147,8 @@ class ThreadState:
     verdicts: dict[bytes, int] | None = None
     # Running a socketcall rewritten into its direct call: the registers to restore.
     rewritten: Any = None
+    # Making a call while the threads sharing its descriptors are kept still.
+    frozen: FrozenCall | None = None
     # Waiting in place of a call that would have blocked.
     waiting: Waiting | None = None
     # Running a call again after a wait, by where the call is and its number: decided

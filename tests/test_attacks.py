@@ -848,3 +848,75 @@ def test_a_destination_of_nowhere_is_judged_as_where_it_goes(tmp_path, script, p
         profile = write_profile(tmp_path, BIND_ANYWHERE)
     sandboxed = nowhere([*SOCKBOX, "run", "-q", "-p", profile, "--", sys.executable, "-c", script])
     assert sandboxed["192.0.2.1"] == 0, sandboxed
+
+
+# --- the socket the kernel uses is the socket that was judged -------------------------------
+
+SWAP_PROFILE = """
+[profile]
+description = "unix sockets may send and receive; IP ones may only be connected to PORT"
+[[rule]]
+calls = ["socket", "socketpair"]
+family = ["unix", "inet"]
+action = "allow"
+[[rule]]
+calls = ["connect"]
+address = ["127.0.0.1/32"]
+port = [{port}]
+action = "allow"
+[[rule]]
+calls = ["send", "sendto", "sendmsg", "sendmmsg", "recv", "recvfrom"]
+family = ["unix"]
+action = "allow"
+"""
+SWAPS = [(mode, bits) for mode in ("sendto-dest", "sendmsg-dest", "sendmmsg-dest", "send-family",
+                                   "recv-family") for bits in (64, 32)]
+
+
+class SecretServer(TcpServer):
+    """Accepts on loopback and sends "secret" over and over on every connection."""
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.sendall(b"secret" * 20000)
+                while data := conn.recv(4096):
+                    self.received.append(data)
+            except OSError:
+                pass
+
+
+@pytest.mark.parametrize("mode,bits", SWAPS, ids=[f"{m}{b}" for m, b in SWAPS])
+def test_swapping_the_socket_after_the_check_gets_nothing_through(programs, tmp_path, mode, bits):
+    # A second thread dup2()s an IP socket onto the descriptor the call names, in turn
+    # with a unix one the profile lets the call use, 2000 times while the call is made.
+    # Natively about half the calls act on the IP socket; in the sandbox none may.
+    server = UdpServer() if mode.endswith("-dest") else SecretServer()
+    try:
+        profile = write_profile(tmp_path, SWAP_PROFILE.format(port=server.port), name="swap.toml")
+        result = sockbox("run", "-q", "-p", profile, "--", programs("swap", bits), mode,
+                         str(server.port), "2000", timeout=300)
+        assert result.stdout == "done 2000 got 0\n", result.stdout + result.stderr
+        if isinstance(server, UdpServer):
+            assert server.collect() == []
+        else:
+            time.sleep(0.3)
+            assert b"".join(server.received) == b""
+    finally:
+        server.close()
+
+
+def test_the_swap_attack_works_natively(programs):
+    # The same programs outside the sandbox: the race is won often (so the test above
+    # can fail).
+    udp, secret = UdpServer(), SecretServer()
+    try:
+        result = subprocess.run([programs("swap", 64), "sendto-dest", str(udp.port), "2000"],
+                                capture_output=True, text=True, timeout=60)
+        assert result.stdout == "done 2000 got 0\n" and len(udp.collect()) > 50
+        result = subprocess.run([programs("swap", 64), "recv-family", str(secret.port), "2000"],
+                                capture_output=True, text=True, timeout=60)
+        assert int(result.stdout.split()[-1]) > 50, result.stdout
+    finally:
+        udp.close()
+        secret.close()
