@@ -146,15 +146,18 @@ def outer_layer(outer: str, runtime: str) -> list[str]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "runtime_defaults: run each test once as it is and once "
-                                       "per runtime of RUNTIME_REFUSALS, every sockbox it starts "
-                                       "through SOCKBOX inside that runtime's outer seccomp layer")
+    config.addinivalue_line("markers", "runtime_defaults(*runtimes): run each test once as it is "
+                                       "and once per runtime named (all of RUNTIME_REFUSALS if "
+                                       "none), every sockbox it starts through SOCKBOX inside "
+                                       "that runtime's outer seccomp layer")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if metafunc.definition.get_closest_marker("runtime_defaults"):
-        metafunc.parametrize("outer_seccomp", [None, *RUNTIME_REFUSALS], indirect=True,
-                             ids=["plain", *(f"{runtime}-seccomp" for runtime in RUNTIME_REFUSALS)])
+    marker = metafunc.definition.get_closest_marker("runtime_defaults")
+    if marker:  # the runtimes it names, or all of them
+        runtimes = list(marker.args) or list(RUNTIME_REFUSALS)
+        metafunc.parametrize("outer_seccomp", [None, *runtimes], indirect=True,
+                             ids=["plain", *(f"{runtime}-seccomp" for runtime in runtimes)])
 
 
 @pytest.fixture(autouse=True)
