@@ -39,6 +39,10 @@ def off_arg_high(index: int) -> int:
     return 20 + 8 * index
 
 
+class TooLong(ValueError):
+    """The program is longer than the kernel takes, or a jump longer than it encodes."""
+
+
 class Insn(NamedTuple):
     code: int
     jt: int
@@ -103,7 +107,7 @@ class Assembler:
             else:
                 count += 1
         if count > MAX_INSNS:
-            raise ValueError(f"filter has {count} instructions, more than {MAX_INSNS}")
+            raise TooLong(f"filter has {count} instructions, more than {MAX_INSNS}")
 
         def offset(at: int, label: Label | None, limit: int) -> int:
             if label is None:
@@ -112,7 +116,7 @@ class Assembler:
                 raise ValueError(f"label {label.name!r} is never placed")
             distance = position[id(label)] - at - 1
             if not 0 <= distance <= limit:
-                raise ValueError(f"jump to {label.name!r} spans {distance} instructions")
+                raise TooLong(f"jump to {label.name!r} spans {distance} instructions")
             return distance
 
         program: list[Insn] = []

@@ -208,14 +208,45 @@ class Supervision:
 
 
 def plan(profile: Profile, supervision: Supervision = Supervision()) -> list[AbiPlan]:
-    """The filter's plan."""
+    """The filter's plan, within what the kernel takes (`_fitted`)."""
     counted = profile.process.processes is not None
-    return [AbiPlan(abi, [*_hardening(abi, counted),
-                          *(_channel_keeping(abi, supervision.channel) if supervision.channel is not None else []),
-                          *_socket_plans(profile, abi, supervision),
-                          *(_fork_watch(abi) if counted else []),
-                          *(_credential_watch(abi) if supervision.credentials else [])])
-            for abi in Abi]
+    return _fitted([AbiPlan(abi, [*_hardening(abi, counted),
+                                  *(_channel_keeping(abi, supervision.channel)
+                                    if supervision.channel is not None else []),
+                                  *_socket_plans(profile, abi, supervision),
+                                  *(_fork_watch(abi) if counted else []),
+                                  *(_credential_watch(abi) if supervision.credentials else [])])
+                    for abi in Abi])
+
+
+TOO_MANY_RULES = ("more rules than the kernel's filter holds (4096 instructions): the "
+                  "supervisor decides")
+
+
+def _fitted(plans: list[AbiPlan]) -> list[AbiPlan]:
+    """The plan, with the socket syscalls whose rules take the most room handed to the
+    supervisor (which always applies every rule) until the filter fits in the kernel's
+    limit, or a jump in its 8-bit reach: a profile that loads always runs."""
+    while True:
+        try:
+            assemble(plans)
+            return plans
+        except bpf.TooLong:
+            pass
+        candidates = [(sum(len(c.tests) + 2 for shape in syscall.shapes for c in shape.clauses), syscall)
+                      for abi_plan in plans for syscall in abi_plan.syscalls
+                      if syscall.name in _SOCKET_CALL_NAMES and not _handed_over(syscall)]
+        if not candidates:
+            raise UnsupportedKernel("the filter does not fit in the kernel's limit")
+        _, largest = max(candidates, key=lambda candidate: candidate[0])
+        largest.shapes = [ShapePlan((), Shape(largest.name), [Clause((), RET_TRACE, TOO_MANY_RULES)])]
+
+
+_SOCKET_CALL_NAMES = frozenset({*SUBCALLS, SOCKETCALL})
+
+
+def _handed_over(syscall: SyscallPlan) -> bool:
+    return [c.reason for shape in syscall.shapes for c in shape.clauses] == [TOO_MANY_RULES]
 
 
 def _channel_keeping(abi: Abi, channel: int) -> list[SyscallPlan]:

@@ -960,3 +960,23 @@ def test_syscall_minus_one_is_not_taken_for_x32(name):
     # syscall(-1) is how some programs probe; the kernel answers ENOSYS, the filter lets it.
     _, program = compiled(name)
     assert run(program, Abi.X86_64, 0xFFFFFFFF) == ALLOW
+
+
+def test_a_profile_too_big_for_the_kernel_is_decided_by_the_supervisor():
+    # 1200 rules the registers could decide do not fit in the kernel's 4096
+    # instructions: the calls whose rules take the most room stop at the supervisor,
+    # which applies them all, so the profile runs as check accepted it.
+    rules = "".join(f'[[rule]]\ncalls = ["socket"]\nfamily = ["inet"]\nprotocol = [{number}]\n'
+                    f'action = "allow"\n' for number in range(1, 1201))
+    profile = Profile.from_toml('[profile]\ndefault = "deny"\nlog = "none"\n' + rules)
+    plans = compiler.plan(profile)
+    program = compiler.assemble(plans)
+    assert len(program) <= bpf.MAX_INSNS
+    for abi in ABIS:
+        assert run_call(program, abi, "socket", 2, 2, 17) == TRACE
+        handed = [s for p in plans if p.abi is abi for s in p.syscalls if s.name == "socket"]
+        assert [c.reason for c in handed[0].shapes[0].clauses] == [compiler.TOO_MANY_RULES]
+        # what still fits is still the kernel's
+        assert run_call(program, abi, "connect", 3, 0x1000, 16) == ERRNO(errno.EACCES)
+    assert profile.decide(Call("socket", family=2, type=2, protocol=17)).action is Action.ALLOW
+    assert profile.decide(Call("socket", family=2, type=2, protocol=1201)).action is Action.DENY

@@ -171,6 +171,19 @@ def test_socket_family_decided_in_kernel(programs, bits):
     assert "socketpair OK" in sockbox("run", "-p", "offline", "--", probe, "socketpair").stdout
 
 
+@pytest.mark.parametrize("bits", [64, 32])
+def test_a_profile_bigger_than_the_kernels_filter_runs_as_written(programs, tmp_path, bits):
+    # 1500 socket rules cannot all be kernel instructions; the supervisor takes them.
+    rules = "".join(f'[[rule]]\ncalls = ["socket"]\nfamily = ["inet"]\nprotocol = [{number}]\n'
+                    f'action = "allow"\n' for number in range(1, 1501))
+    profile = write_profile(tmp_path, '[profile]\ndefault = "deny"\n' + rules)
+    probe = programs("netprobe", bits)
+    allowed = sockbox("run", "-p", profile, "--", probe, "socket", "2", "2", "17")
+    assert "socket OK" in allowed.stdout, allowed.stdout + allowed.stderr
+    denied = sockbox("run", "-q", "-p", profile, "--", probe, "socket", "10", "2", "17")
+    assert "socket ERR EACCES" in denied.stdout, denied.stdout + denied.stderr
+
+
 @pytest.mark.parametrize("road", ROADS, ids=road_id)
 def test_bad_pointers_and_lengths_get_the_kernels_errno(programs, road):
     bits, via = road
