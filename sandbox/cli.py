@@ -112,12 +112,15 @@ def run(
         "--processes", metavar="N", help="Processes and threads alive at once in the sandbox, in place of the profile's.")] = None,
     open_files: Annotated[str | None, typer.Option(
         "--open-files", metavar="N", help="Descriptors per process, in place of the profile's.")] = None,
+    wait_for_hosts: Annotated[str | None, typer.Option(
+        "--wait-for-hosts", metavar="SECONDS", help="How long a rule's host name may take to "
+        "resolve before nothing runs (a late DNS at a container's start), in place of the profile's.")] = None,
 ) -> None:
     """Run CMD with its socket calls decided by PROFILE (default: offline)."""
     # Only reached where entry.parse_run left the command line to typer.
     options = run_options(command, profile, allow or (), deny or (), log, log_format, quiet,
                           keep_fd or (), read or (), write or (), signals, cpu, memory, processes,
-                          open_files)
+                          open_files, wait_for_hosts)
     raise typer.Exit(start(options))
 
 

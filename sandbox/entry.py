@@ -25,8 +25,10 @@ from .signals import DiedBySignal, end_by
 _VALUED = {"-p": "profile", "--profile": "profile", "--allow": "allow", "--deny": "deny",
            "--log": "log", "--log-format": "log_format", "--keep-fd": "keep_fd",
            "--read": "read", "--write": "write", "--signals": "signals", "--cpu": "cpu",
-           "--memory": "memory", "--processes": "processes", "--open-files": "open_files"}
-_PROCESS_VALUED = ("signals", "cpu", "memory", "processes", "open_files")
+           "--memory": "memory", "--processes": "processes", "--open-files": "open_files",
+           "--wait-for-hosts": "wait_for_hosts"}
+# Options whose last value counts.
+_SINGLE_VALUED = ("signals", "cpu", "memory", "processes", "open_files", "wait_for_hosts")
 
 
 def parse_run(args: list[str]) -> RunOptions | None:
@@ -39,7 +41,7 @@ def parse_run(args: list[str]) -> RunOptions | None:
     deny: list[str] = []
     keep_fd: list[str] = []
     paths: dict[str, list[str]] = {"read": [], "write": []}
-    process: dict[str, str] = {}
+    single: dict[str, str] = {}
     rest = args[1:]
     while rest and rest[0].startswith("-") and rest[0] != "-":
         token = rest.pop(0)
@@ -73,14 +75,14 @@ def parse_run(args: list[str]) -> RunOptions | None:
             keep_fd.append(value)
         elif option in paths:
             paths[option].append(value)
-        elif option in _PROCESS_VALUED:
-            process[option] = value
+        elif option in _SINGLE_VALUED:
+            single[option] = value
         else:
             return None
     if not rest:
         return None
     return run_options(rest, profile, allow, deny, log, log_format, quiet, keep_fd,
-                       paths["read"], paths["write"], **process)
+                       paths["read"], paths["write"], **single)
 
 
 def main(argv: list[str] | None = None) -> int:

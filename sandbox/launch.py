@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO
 
+from . import signals
 from .errors import STATUS_SANDBOX_ERROR, ProfileError, SandboxError, UsageError
+from .signals import DiedBySignal
 
 LOG_FORMATS = ("json", "text")
 RUN_HELP = "sockbox run --help"
@@ -38,6 +41,7 @@ class RunOptions:
     memory: str | None = None
     processes: str | None = None
     open_files: str | None = None
+    wait_for_hosts: float | None = None  # in place of the profile's
 
     @property
     def process_values(self) -> dict[str, str | None]:
@@ -50,7 +54,7 @@ def run_options(command: Sequence[str], profile: str = "offline", allow: Sequenc
                 quiet: bool = False, keep_fd: Sequence[str] = (), read: Sequence[str] = (),
                 write: Sequence[str] = (), signals: str | None = None, cpu: str | None = None,
                 memory: str | None = None, processes: str | None = None,
-                open_files: str | None = None) -> RunOptions:
+                open_files: str | None = None, wait_for_hosts: str | None = None) -> RunOptions:
     """RunOptions from the words of a command line; UsageError for a value no run takes
     (the [filesystem] and [process] values are checked with the profile, by confine)."""
     if log_format is not None and log_format not in LOG_FORMATS:
@@ -61,7 +65,21 @@ def run_options(command: Sequence[str], profile: str = "offline", allow: Sequenc
                          f"reported on stderr as text (see {RUN_HELP})")
     return RunOptions(tuple(command), profile, tuple(allow), tuple(deny), log,
                       log_format or "json", quiet, tuple(descriptor(value) for value in keep_fd),
-                      tuple(read), tuple(write), signals, cpu, memory, processes, open_files)
+                      tuple(read), tuple(write), signals, cpu, memory, processes, open_files,
+                      None if wait_for_hosts is None else seconds(wait_for_hosts))
+
+
+def seconds(value: str) -> float:
+    """--wait-for-hosts's value: as the profile's wait_for_hosts takes it."""
+    from .profile import HOST_WAITS, is_host_wait
+
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not is_host_wait(number):
+        raise UsageError(f"--wait-for-hosts {value}: not {HOST_WAITS} (see {RUN_HELP})")
+    return number
 
 
 # The largest descriptor number: file descriptors are C ints.
@@ -95,14 +113,40 @@ def start(options: RunOptions) -> int:
     filesystem, process = confine.with_command_line(profile.filesystem, profile.process, options.read,
                                                     options.write, options.process_values)
     profile = dataclasses.replace(profile, filesystem=filesystem, process=process)
+    if options.wait_for_hosts is not None:
+        profile = dataclasses.replace(profile, wait_for_hosts=options.wait_for_hosts)
     check_open(options.keep_fd)
     sinks = []
     if options.log is not None:
         sinks.append(Sink(_open_log(options.log), options.log_format))
     elif not options.quiet:
         sinks.append(Sink(sys.stderr, "text", denials_only=True))
-    return runner.run(profile.with_hosts_resolved(), options.command, sinks,
+    try:
+        resolved = profile.with_hosts_resolved(_sleep_unless_signalled,
+                                               None if options.quiet else _say)
+    except _Signalled as signalled:
+        return DiedBySignal(signalled.signum)
+    return runner.run(resolved, options.command, sinks,
                       inheritance=runner.inheritance_from(options.keep_fd, os.environ))
+
+
+class _Signalled(Exception):
+    def __init__(self, signum: int):
+        self.signum = signum
+
+
+def _sleep_unless_signalled(duration: float) -> None:
+    """Sleep, but end as the command would have at a signal meant for it: `docker stop`
+    while a late resolver is waited for stops sockbox now (PID 1 has no default action
+    for SIGTERM)."""
+    signals.block()
+    received = signal.sigtimedwait(signals.FORWARDED, duration)
+    if received is not None:
+        raise _Signalled(received.si_signo)
+
+
+def _say(message: str) -> None:
+    print(f"sockbox: {message}", file=sys.stderr, flush=True)
 
 
 def _open_log(path: str) -> IO[str]:

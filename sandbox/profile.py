@@ -13,6 +13,7 @@ import ipaddress
 import os
 import re
 import socket
+import time
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,9 @@ from .names import AF_INET, AF_INET6, AF_UNIX
 
 
 _DECISIONS_KEPT = 4096
+# wait_for_hosts: its bound, and the pauses between asking again
+MAX_HOST_WAIT = 3600
+_FIRST_PAUSE, _LONGEST_PAUSE = 0.25, 2.0
 
 
 class LogLevel(enum.Enum):
@@ -51,6 +55,7 @@ class Profile:
     text: str = field(repr=False, default="")
     filesystem: confine.Filesystem | None = None  # None: files are not confined
     process: confine.Process = field(default_factory=confine.Process)
+    wait_for_hosts: float = 0  # seconds a `host` may take to resolve at start
 
     @classmethod
     def from_toml(cls, text: str, source: str = "profile.toml") -> Profile:
@@ -103,33 +108,45 @@ class Profile:
             return True
         return self.log is LogLevel.DENY and verdict.action is not Action.ALLOW
 
-    def with_hosts_resolved(self) -> Profile:
-        """This profile with every `host` resolved, once, now (getaddrinfo: A and
-        AAAA). A host that does not resolve is an error: a rule that silently never
-        matched would turn a deny into an allow."""
-        errors: list[tuple[str, str]] = []
-        cache: dict[str, frozenset] = {}
-
-        def resolved(rule: Rule) -> Rule:
-            if rule.host is None:
-                return rule
-            hosts = []
-            for host in rule.host:
-                if host.name not in cache:
-                    try:
-                        infos = socket.getaddrinfo(host.name, None, type=socket.SOCK_STREAM)
-                        cache[host.name] = frozenset(ipaddress.ip_address(str(i[4][0]).split("%")[0])
-                                                     for i in infos)
-                    except (socket.gaierror, UnicodeError) as error:
-                        errors.append((f"{rule.label.split(':', 1)[-1]}.host", f"{host.name} does not resolve ({getattr(error, 'strerror', None) or error})"))
-                        cache[host.name] = frozenset()
-                hosts.append(Host(host.name, cache[host.name]))
-            return dataclasses.replace(rule, host=tuple(hosts))
-
-        rules = tuple(resolved(rule) for rule in self.rules)
-        if errors:
-            raise ProfileError(self.source, errors)
-        return dataclasses.replace(self, rules=rules)
+    def with_hosts_resolved(self, sleep: Callable[[float], None] = time.sleep,
+                            waiting: Callable[[str], None] | None = None) -> Profile:
+        """This profile with every `host` resolved now (getaddrinfo: A and AAAA). A name
+        that does not resolve is an error: a rule that silently never matched would turn
+        a deny into an allow. With `wait_for_hosts`, the names that do not resolve yet
+        are asked again (a resolver a little late at a container's start) until that many
+        seconds have passed; `waiting` hears why, once, and nothing runs meanwhile."""
+        wanted = {host.name for rule in self.rules for host in rule.host or ()}
+        found: dict[str, frozenset] = {}
+        reasons: dict[str, str] = {}
+        deadline = time.monotonic() + self.wait_for_hosts
+        pause = _FIRST_PAUSE
+        while True:
+            for name in sorted(wanted - found.keys()):
+                try:
+                    infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+                    found[name] = frozenset(ipaddress.ip_address(str(i[4][0]).split("%")[0])
+                                            for i in infos)
+                    reasons.pop(name, None)
+                except (socket.gaierror, UnicodeError) as error:
+                    reasons[name] = getattr(error, "strerror", None) or str(error)
+            left = deadline - time.monotonic()
+            if not reasons or left <= 0:
+                break
+            if waiting is not None and pause == _FIRST_PAUSE:
+                waiting(f"waiting up to {self.wait_for_hosts:g} s for host names to resolve: "
+                        + ", ".join(f"{name} ({reason})" for name, reason in sorted(reasons.items())))
+            sleep(min(pause, left))
+            pause = min(pause * 2, _LONGEST_PAUSE)
+        if reasons:
+            waited = f", after {self.wait_for_hosts:g} s" if self.wait_for_hosts else ""
+            raise ProfileError(self.source, [
+                (f"{rule.label.split(':', 1)[-1]}.host", f"{host.name} does not resolve "
+                                                         f"({reasons[host.name]}{waited})")
+                for rule in self.rules for host in rule.host or () if host.name in reasons])
+        return dataclasses.replace(self, rules=tuple(
+            rule if rule.host is None else
+            dataclasses.replace(rule, host=tuple(Host(host.name, found[host.name]) for host in rule.host))
+            for rule in self.rules))
 
     def with_rules_first(self, rules: Iterable[Rule]) -> Profile:
         """This profile with `rules` tried before its own (`--allow`, `--deny`)."""
@@ -194,7 +211,7 @@ def _os_reason(error: Exception) -> str:
 
 
 _TOP_KEYS = ("profile", "rule", "filesystem", "process")
-_PROFILE_KEYS = ("name", "description", "default", "errno", "log", "version")
+_PROFILE_KEYS = ("name", "description", "default", "errno", "log", "wait_for_hosts", "version")
 RULE_KEYS = ("calls", "action", "errno", "log", "family", "type", "protocol",
              "address", "host", "port", "path", "abstract", "level", "option", "exe")
 
@@ -231,6 +248,10 @@ class _Reader:
         default = self.choice(header.get("default", "deny"), "profile.default", Action)
         errno = self.errno(header.get("errno", "EACCES"), "profile.errno")
         log = self.choice(header.get("log", "deny"), "profile.log", LogLevel)
+        wait_for_hosts = header.get("wait_for_hosts", 0)
+        if not is_host_wait(wait_for_hosts):
+            self.error("profile.wait_for_hosts", f"{wait_for_hosts!r} is not {HOST_WAITS}")
+            wait_for_hosts = 0
 
         tables = document.get("rule", [])
         if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
@@ -242,7 +263,8 @@ class _Reader:
         if self.errors:
             raise ProfileError(self.source, self.errors)
         return Profile(name, description, default, errno, log,
-                       tuple(r for r in rules if r is not None), self.source, text, filesystem, process)
+                       tuple(r for r in rules if r is not None), self.source, text, filesystem, process,
+                       wait_for_hosts)
 
     # -- one [[rule]] table ---------------------------------------------------------------
 
@@ -451,6 +473,14 @@ def parse_network(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 
 
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+
+
+HOST_WAITS = f"a number of seconds from 0 to {MAX_HOST_WAIT}"
+
+
+def is_host_wait(seconds: Any) -> bool:
+    """Whether `seconds` is a wait_for_hosts value (HOST_WAITS)."""
+    return type(seconds) in (int, float) and 0 <= seconds <= MAX_HOST_WAIT
 
 
 def parse_host(value: Any) -> Host:

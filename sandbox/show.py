@@ -11,7 +11,9 @@ from .profile import Profile
 
 def render(profile: Profile, plans: list[AbiPlan]) -> str:
     lines = [f"{profile.name} ({profile.source}): {profile.description}",
-             f"default {profile.default.value}, errno {errno_name(profile.errno)}, log {profile.log.value}",
+             f"default {profile.default.value}, errno {errno_name(profile.errno)}, log {profile.log.value}"
+             + (f", waits up to {profile.wait_for_hosts:g} s for host names to resolve"
+                if profile.wait_for_hosts else ""),
              "", *describe(profile.filesystem, profile.process), "", "rules (first match wins):"]
     lines += [f"  {rule.label}  {rule}" for rule in profile.effective_rules]
     for abi_plan in plans:

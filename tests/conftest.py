@@ -75,11 +75,13 @@ class SockboxCommand:
 SOCKBOX = SockboxCommand()
 
 
-def in_new_netns(command: list[str], setup: str = "") -> list[str]:
-    """`command` in a network namespace of its own, loopback up, then `setup` (shell)."""
+def in_new_netns(command: list[str], setup: str = "", mounts: bool = False) -> list[str]:
+    """`command` in a network namespace of its own (and a mount namespace, with
+    `mounts`), loopback up, then `setup` (shell)."""
     userns = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
     script = f'ip link set lo up{" && " + setup if setup else ""} && exec "$@"'
-    return ["unshare", "--net", *userns, "sh", "-c", script, "-", *command]
+    return ["unshare", "--net", *(["--mount"] if mounts else []), *userns, "sh", "-c", script, "-",
+            *command]
 
 
 def sockbox(*args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:

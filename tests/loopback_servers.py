@@ -1,8 +1,11 @@
 """Run a command beside real servers on the loopback of a network namespace (the tests
 give it one of its own): DNS on port 53 (UDP and TCP, answering every A query with
-192.0.2.99), HTTP on port 80 and 8080, on 127.0.0.1 and ::1.
+192.0.2.99), HTTP on port 80 and 8080, on 127.0.0.1 and ::1 (HTTP on every IPv4
+address of the namespace).
 
-    python loopback_servers.py REPORT -- COMMAND...
+    python loopback_servers.py [--dns-after SECONDS] REPORT -- COMMAND...
+
+--dns-after starts the DNS servers that long after the command (a resolver that is late).
 
 REPORT gets a JSON object: the command's status, stdout and stderr, and how many DNS
 queries and HTTP requests the servers answered.
@@ -68,14 +71,24 @@ def serve(kind, handler, host, port):
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
 
-def main():
-    report, separator, *command = sys.argv[1:]
-    assert separator == "--" and command, __doc__
+def serve_dns():
     for host in ("127.0.0.1", "::1"):
         serve(socketserver.ThreadingUDPServer, Udp, host, 53)
         serve(socketserver.ThreadingTCPServer, Tcp, host, 53)
+
+
+def main():
+    arguments = sys.argv[1:]
+    dns_after = float(arguments[1]) if arguments[0] == "--dns-after" else None
+    report, separator, *command = arguments[2:] if dns_after is not None else arguments
+    assert separator == "--" and command, __doc__
+    for host in ("0.0.0.0", "::1"):
         serve(http.server.ThreadingHTTPServer, Http, host, 80)
         serve(http.server.ThreadingHTTPServer, Http, host, 8080)
+    if dns_after is None:
+        serve_dns()
+    else:
+        threading.Timer(dns_after, serve_dns).start()
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     with open(report, "w") as out:
         json.dump({"status": result.returncode, "stdout": result.stdout, "stderr": result.stderr,

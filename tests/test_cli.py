@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import sockbox, write_profile
+from conftest import SOCKBOX, TESTS, in_new_netns, sockbox, write_profile
 from sandbox import cli, entry, show
 from sandbox.errors import UsageError
 from sandbox.launch import RunOptions
@@ -197,6 +198,100 @@ action = "deny"
     assert result.returncode == 125
     assert result.stderr.startswith(f"sockbox: {profile}: rule[1].host: no-such-host.invalid does not resolve")
     assert not marker.exists()
+
+
+LATE_HOST_PROFILE = """
+[profile]
+default = "deny"
+{wait}
+[[rule]]
+calls = ["socket", "send", "recv", "sendto", "recvfrom", "getsockopt", "setsockopt",
+         "getsockname", "getpeername", "shutdown"]
+action = "allow"
+[[rule]]
+calls = ["connect"]
+host = ["late.test"]
+port = [80]
+action = "allow"
+"""
+FETCH = ("import urllib.request, sys\n"
+         "for url in sys.argv[1:]:\n"
+         "    try: print(url, urllib.request.urlopen(url, timeout=5).read().decode(), end='')\n"
+         "    except OSError as error: print(url, 'failed', error)\n")
+
+
+def late_dns_run(tmp_path, dns_after: float, wait: str = "", option: tuple[str, ...] = ()) -> dict:
+    """sockbox with a `host` rule for late.test, in a network namespace whose resolver
+    (127.0.0.1, which answers 192.0.2.99, an address of the namespace's loopback) starts
+    `dns_after` seconds after sockbox; the command fetches from late.test's address and
+    from 127.0.0.1, which no rule allows."""
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+    profile = write_profile(tmp_path, LATE_HOST_PROFILE.format(wait=wait))
+    report = tmp_path / "report.json"
+    command = in_new_netns(
+        [sys.executable, str(TESTS / "loopback_servers.py"), "--dns-after", str(dns_after), str(report),
+         "--", *SOCKBOX, "run", "-p", profile, *option, "--", sys.executable, "-c", FETCH,
+         "http://192.0.2.99/", "http://127.0.0.1/"],
+        setup=f"ip addr add 192.0.2.99/32 dev lo && mount --bind {resolv} /etc/resolv.conf", mounts=True)
+    subprocess.run(command, capture_output=True, text=True, timeout=120)
+    return json.loads(report.read_text())
+
+
+def test_a_host_that_resolves_late_stops_the_run_without_a_wait(tmp_path):
+    result = late_dns_run(tmp_path, dns_after=2)
+    assert result["status"] == 125, result
+    assert "rule[2].host: late.test does not resolve" in result["stderr"], result
+    assert result["stdout"] == "" and result["http"] == 0
+
+
+@pytest.mark.parametrize("given_by", ["profile", "option"])
+def test_a_host_that_resolves_late_is_waited_for_and_nothing_runs_meanwhile(tmp_path, given_by):
+    # the container whose DNS comes up a second or two after it: sockbox waits, then
+    # judges by the name's addresses as always (fail-closed: 127.0.0.1 stays denied)
+    wait, option = (("wait_for_hosts = 20", ()) if given_by == "profile"
+                    else ("", ("--wait-for-hosts", "20")))
+    result = late_dns_run(tmp_path, dns_after=2, wait=wait, option=option)
+    assert result["status"] == 0, result
+    assert "waiting up to 20 s for host names to resolve: late.test" in result["stderr"]
+    assert "http://192.0.2.99/ hello from loopback" in result["stdout"], result
+    assert "http://127.0.0.1/ failed" in result["stdout"] and result["http"] == 1, result
+    assert "sockbox: deny connect(" in result["stderr"]
+
+
+def test_the_wait_for_a_host_is_bounded(tmp_path):
+    marker = tmp_path / "ran"
+    profile = write_profile(tmp_path, '[profile]\nwait_for_hosts = 1.5\n[[rule]]\ncalls = ["connect"]\n'
+                                      'host = ["no-such-host.invalid"]\naction = "allow"\n')
+    result = subprocess.run(["unshare", "--net", *SOCKBOX, "run", "-p", profile, "--", "touch", str(marker)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 125 and not marker.exists()
+    assert re.fullmatch(f"sockbox: {re.escape(profile)}: rule\\[1\\].host: no-such-host.invalid does not "
+                        r"resolve \([^,]+, after 1.5 s\)", result.stderr.splitlines()[-1]), result.stderr
+
+
+def test_a_signal_during_the_wait_for_a_host_ends_sockbox_as_it_would_the_command(tmp_path):
+    # docker stop while DNS is late: sockbox ends at once, by the signal, nothing run
+    marker = tmp_path / "ran"
+    profile = write_profile(tmp_path, '[profile]\nwait_for_hosts = 60\n[[rule]]\ncalls = ["connect"]\n'
+                                      'host = ["no-such-host.invalid"]\naction = "allow"\n')
+    waiting = subprocess.Popen(["unshare", "--net", *SOCKBOX, "run", "-p", profile, "--", "touch", str(marker)],
+                               stderr=subprocess.PIPE, text=True)
+    assert waiting.stderr is not None
+    assert "waiting up to 60 s" in waiting.stderr.readline()
+    waiting.send_signal(signal.SIGTERM)
+    assert waiting.wait(timeout=10) == -signal.SIGTERM and not marker.exists()
+
+
+@pytest.mark.parametrize("value,in_toml", [("-1", "-1"), ("3601", "3601"), ("soon", '"soon"'),
+                                           ("nan", "nan")])
+def test_wait_for_hosts_values_are_checked(tmp_path, value, in_toml):
+    result = sockbox("run", "--wait-for-hosts", value, "--", "true")
+    assert result.returncode == 125
+    assert result.stderr == (f"sockbox: --wait-for-hosts {value}: not a number of seconds from 0 to 3600 "
+                             "(see sockbox run --help)\n")
+    profile = write_profile(tmp_path, f"[profile]\nwait_for_hosts = {in_toml}\n")
+    assert "profile.wait_for_hosts" in sockbox("check", profile).stdout
 
 
 @pytest.mark.parametrize("value,message", [
