@@ -166,13 +166,15 @@ def check(
     failed = False
     for spec in profiles:
         try:
-            load_profile(spec)
+            loaded = load_profile(spec)
         except ProfileError as error:
             failed = True
             for line in error.errors:
                 typer.echo(line)
         else:
             typer.echo(f"{spec}: ok")
+            for note in loaded.notes:
+                typer.echo(f"{spec}: note: {note}")
     raise typer.Exit(1 if failed else 0)
 
 

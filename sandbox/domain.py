@@ -26,14 +26,16 @@ directory), once: the rules hold the files found then, whatever their paths late
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from collections.abc import Iterator
 
 from . import landlock
 from .confine import IMPLICIT_DEVICES, Filesystem, Grant, Process, Signals
 from .errors import ProfileError, UnsupportedKernel
-from .landlock import EXECUTE, FILE_RIGHTS, IOCTL_DEV, READ_DIR, READ_FILE, TRUNCATE, WRITE_FILE
+from .landlock import EXECUTE, FILE_RIGHTS, IOCTL_DEV, READ_DIR, READ_FILE, REFER, TRUNCATE, WRITE_FILE
 
 READ_RIGHTS = EXECUTE | READ_FILE | READ_DIR
 _DEVICE_RIGHTS = READ_FILE | WRITE_FILE | TRUNCATE
@@ -45,7 +47,7 @@ Identity = tuple[int, int]  # (st_dev, st_ino): what a Landlock rule is tied to
 
 def kernel_shortfalls(filesystem: Filesystem | None, process: Process, version: int) -> list[tuple[str, str]]:
     """What the sections ask that Landlock ABI `version` cannot enforce, by key."""
-    has = f"this kernel has ABI {version}" if version else "this kernel has no Landlock"
+    has = _has(version)
     problems = []
     if filesystem is not None:
         if version < 3:
@@ -57,6 +59,10 @@ def kernel_shortfalls(filesystem: Filesystem | None, process: Process, version: 
     if process.signals is Signals.SANDBOX and version < 6:
         problems.append(("process.signals", f'"sandbox" needs Landlock ABI 6 (Linux 6.12); {has}'))
     return problems
+
+
+def _has(version: int) -> str:
+    return f"this kernel has ABI {version}" if version else "this kernel has no Landlock"
 
 
 @dataclass(frozen=True)
@@ -145,12 +151,18 @@ class Domain:
 
     @classmethod
     def for_profile(cls, filesystem: Filesystem | None, process: Process, source: str,
-                    cwd: str | None = None) -> Domain | None:
+                    cwd: str | None = None, procfs_unwritable: bool = False) -> Domain | None:
         """The domain for these sections, or None where the kernel has no Landlock
-        and they ask nothing of it. Raises UnsupportedKernel naming the key the
-        kernel cannot enforce, ProfileError naming a path that cannot be found."""
+        and they ask nothing of it; with `procfs_unwritable` (`exe` rules), one where no
+        file beneath a procfs mount opens for writing. Raises UnsupportedKernel naming
+        the key the kernel cannot enforce, ProfileError naming a path that cannot be
+        found (or, with `procfs_unwritable`, a write path that holds procfs)."""
         version = landlock.abi()
         problems = kernel_shortfalls(filesystem, process, version)
+        if procfs_unwritable and version < 2:
+            problems.append(("rule", "exe rules need Landlock ABI 2 (Linux 5.19), which keeps other "
+                                     "processes from writing into the executable's memory and still "
+                                     f"lets files move between directories; {_has(version)}"))
         if problems:
             key, what = problems[0]
             raise UnsupportedKernel(f"{source}: {key}: {what}")
@@ -158,9 +170,11 @@ class Domain:
             return None
         scoped = landlock.SCOPE_SIGNAL if process.signals is Signals.SANDBOX else 0
         if filesystem is None:
-            return cls._unconfined(scoped)
+            return cls._procfs_unwritable(scoped) if procfs_unwritable else cls._unconfined(scoped)
         handled = landlock.filesystem_rights(version)
         resolved, opened = resolve(filesystem, cwd, handled)
+        if procfs_unwritable:
+            _refuse_writable_procfs(resolved, opened)
         ruleset = landlock.create_ruleset(handled, scoped)
         try:
             for _, fd, rights in opened:
@@ -196,6 +210,30 @@ class Domain:
             os.close(root)
         return cls(ruleset, None)
 
+    @classmethod
+    def _procfs_unwritable(cls, scoped: int) -> Domain:
+        """A domain that handles only writing files, allowed everywhere but beneath
+        procfs mounts (where /proc/PID/mem would write another process's memory); and
+        moving files between directories, which a domain that handles any file right
+        refuses unless it grants it (refer), allowed wherever writing is."""
+        handled = WRITE_FILE | REFER
+        ruleset = landlock.create_ruleset(handled, scoped)
+        try:
+            for path in everything_but(procfs_mounts()):
+                try:
+                    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+                except OSError:
+                    continue  # gone since it was listed
+                try:
+                    directory = stat.S_ISDIR(os.fstat(fd).st_mode)
+                    landlock.add_path(ruleset, fd, handled if directory else WRITE_FILE)
+                finally:
+                    os.close(fd)
+        except BaseException:
+            os.close(ruleset)
+            raise
+        return cls(ruleset, None)
+
     def enter(self) -> None:
         """In the command's process, after NO_NEW_PRIVS: enter the domain."""
         landlock.restrict_self(self.ruleset)
@@ -213,3 +251,52 @@ class Domain:
         if self.resolved is None:
             return True
         return self.resolved.grant_beneath(list(ancestry(directory)), write=True) is not None
+
+
+def procfs_mounts() -> list[str]:
+    """Where procfs is mounted in this mount namespace (/proc/self/mountinfo's mount
+    points, their octal escapes undone)."""
+    mounts = []
+    with open("/proc/self/mountinfo") as lines:
+        for line in lines:
+            fields = line.split()
+            if fields[fields.index("-") + 1] == "proc":
+                mounts.append(re.sub(r"\\([0-7]{3})", lambda code: chr(int(code[1], 8)), fields[4]))
+    return mounts
+
+
+def everything_but(excluded: list[str]) -> list[str]:
+    """Paths whose hierarchies together hold every file but those beneath `excluded`
+    (absolute paths): the entries of each directory on the way to one of them, but
+    that way. Symbolic links are left out: what they lead to is covered where it is."""
+    outermost = {PurePosixPath(path) for path in excluded}
+    outermost = {path for path in outermost if not any(other in path.parents for other in outermost)}
+    on_the_way = {parent for path in outermost for parent in path.parents}
+    covering = []
+    for directory in sorted(on_the_way):
+        for name in sorted(os.listdir(directory)):
+            entry = directory / name
+            if entry not in outermost and entry not in on_the_way and not os.path.islink(entry):
+                covering.append(str(entry))
+    return covering
+
+
+def _refuse_writable_procfs(resolved: Resolved, opened: list[tuple[Grant, int, int]]) -> None:
+    """For `exe` rules: no write path may hold a procfs mount or lie beneath one."""
+    procfs = []
+    for mount in procfs_mounts():
+        try:
+            fd = os.open(mount, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            procfs.append((os.fstat(fd).st_dev, set(ancestry(fd))))
+        finally:
+            os.close(fd)
+    for grant, identity, _ in resolved.write:
+        if any(identity[0] == device or identity in above for device, above in procfs):
+            for _, fd, _ in opened:
+                os.close(fd)
+            raise ProfileError(grant.file, [(grant.key or "filesystem.write", (
+                f"{grant.path} holds /proc, where a process could write into another's memory "
+                "(/proc/PID/mem), which exe rules cannot allow"))])

@@ -45,6 +45,7 @@ CLONE_UNTRACED = 0x00800000
 TIOCSTI, TIOCLINUX = 0x5412, 0x541C
 F_SETFD = 2
 PR_SET_DUMPABLE = 4
+PR_SET_MM = 35
 SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
 
@@ -349,13 +350,16 @@ def _hardening(abi: Abi, counted: bool = False) -> list[SyscallPlan]:
                 Clause((arg_is(1, {TIOCLINUX}, "cmd == TIOCLINUX"),), RET_ERRNO(errno.EPERM),
                        "TIOCLINUX would paste a console's selection as input"),
                 Clause((), RET_ALLOW, "otherwise allowed")]
-    ioctl = syscall_number(abi, "ioctl")
+    process = [Clause((arg_is(0, {PR_SET_DUMPABLE}, "option == PR_SET_DUMPABLE"), arg_is(1, {0}, "value == 0")),
+                      RET_ERRNO(0), "stays traceable: a non-dumpable tracee hides its memory and "
+                      "sockets from an unprivileged supervisor (the call is accepted and ignored)"),
+               Clause((arg_is(0, {PR_SET_MM}, "option == PR_SET_MM"),), RET_ERRNO(errno.EPERM),
+                      "PR_SET_MM_EXE_FILE would name another executable for the process"),
+               Clause((), RET_ALLOW, "otherwise allowed")]
+    ioctl, prctl = syscall_number(abi, "ioctl"), syscall_number(abi, "prctl")
     plans = [
         SyscallPlan(ioctl, "ioctl", [ShapePlan((), Shape("ioctl"), terminal)]) if ioctl is not None else None,
-        refuse("prctl", 0, "stays traceable: a non-dumpable tracee hides its memory and "
-               "sockets from an unprivileged supervisor (the call is accepted and ignored)",
-               (arg_is(0, {PR_SET_DUMPABLE}, "option == PR_SET_DUMPABLE"),
-                arg_is(1, {0}, "value == 0"))),
+        SyscallPlan(prctl, "prctl", [ShapePlan((), Shape("prctl"), process)]) if prctl is not None else None,
         refuse("userfaultfd", errno.EPERM, "a fault handled by the tracee would stall the supervisor"),
         refuse("io_uring_setup", errno.ENOSYS, "io_uring performs socket calls seccomp cannot see"),
         refuse("io_uring_enter", errno.ENOSYS, "io_uring performs socket calls seccomp cannot see"),

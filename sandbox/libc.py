@@ -64,6 +64,8 @@ def bind(fd: int, address: bytes | None) -> int:
 
 
 _CAPABILITY_VERSION_3 = 0x20080522
+# The capabilities sockbox takes from its command (spawn) by number.
+CAP_SYS_PTRACE, CAP_SYS_RESOURCE, CAP_SYS_TIME = 19, 24, 25
 
 
 def capabilities() -> list[int]:

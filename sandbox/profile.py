@@ -24,6 +24,7 @@ import tomli
 
 from . import confine, names
 from .errors import ProfileError
+from .executables import CAVEAT
 from .rules import (ADDRESS_CALLS, ADDRESS_KEYS, ALL_CALLS, OPTION_CALLS, OPTION_KEYS, Action,
                     Call, Glob, Host, Option, PortRange, Protocol, Rule, Verdict, decide)
 from .names import AF_INET, AF_INET6, AF_UNIX
@@ -75,6 +76,17 @@ class Profile:
         except (OSError, UnicodeDecodeError) as error:
             raise ProfileError(str(path), [("", _os_reason(error))]) from None
         return cls.from_toml(text, str(path))
+
+    @property
+    def uses_exe(self) -> bool:
+        """Whether a rule names executables (which executables.py must vouch for)."""
+        return any(rule.exe is not None for rule in self.rules)
+
+    @property
+    def notes(self) -> list[str]:
+        """What a user of this profile should know of what its rules hold against."""
+        labels = [rule.label.split(":", 1)[-1] for rule in self.rules if rule.exe is not None]
+        return [f"{', '.join(labels)}: {CAVEAT}"] if labels else []
 
     @property
     def default_verdict(self) -> Verdict:

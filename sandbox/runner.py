@@ -8,7 +8,7 @@ import os
 from typing import NamedTuple
 from collections.abc import Callable, Mapping, Sequence
 
-from . import _ptrace, filter, handover, landlock, procfs, signals, spawn
+from . import _ptrace, executables, filter, handover, landlock, procfs, signals, spawn
 from .audit import AuditLog, Sink
 from .domain import Domain
 from .errors import Malformed, UnsupportedKernel, UsageError
@@ -70,11 +70,14 @@ def supervise(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
     ours = credentials("self")
     # Orphans of the command are reparented to us, so that we can reap them.
     spawn.prctl(spawn.PR_SET_CHILD_SUBREAPER, 1)
-    domain = Domain.for_profile(profile.filesystem, profile.process, profile.source, cwd)
+    vouching = (executables.Vouching(executables.settings_of(os.environ if env is None else env))
+                if profile.uses_exe else None)
+    domain = Domain.for_profile(profile.filesystem, profile.process, profile.source, cwd,
+                                procfs_unwritable=profile.uses_exe)
     signals.block()
     try:
         child = spawn.spawn(argv, prepared.program, env, cwd, inheritance, domain, profile.process,
-                            channel)
+                            channel, clock_fixed=profile.uses_exe)
     finally:
         if domain is not None:
             domain.close()
@@ -87,7 +90,7 @@ def supervise(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
     spawn.prctl(PR_SET_DUMPABLE, 0)
     supervisor = Supervisor(profile, AuditLog(sinks), child.pid, ours, observers=observers,
                             watch_destinations=watch_destinations, domain=domain,
-                            channel=channel)
+                            channel=channel, vouching=vouching)
     if forward_signals:
         signals.forward(child.pid, lambda: supervisor.tracees)
     return supervisor.run()

@@ -14,6 +14,7 @@ def render(profile: Profile, plans: list[AbiPlan]) -> str:
              f"default {profile.default.value}, errno {errno_name(profile.errno)}, log {profile.log.value}"
              + (f", waits up to {profile.wait_for_hosts:g} s for host names to resolve"
                 if profile.wait_for_hosts else ""),
+             *(f"note: {note}" for note in profile.notes),
              "", *describe(profile.filesystem, profile.process), "", "rules (first match wins):"]
     lines += [f"  {rule.label}  {rule}" for rule in profile.effective_rules]
     for abi_plan in plans:

@@ -24,8 +24,6 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
 PR_CAPBSET_DROP = 24
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_LOWER = 47, 3
-CAP_SYS_PTRACE = 19
-CAP_SYS_RESOURCE = 24
 LISTEN_FDS_START = 3  # systemd's socket activation hands descriptors over from 3
 
 # Python ignores these at startup; a command must start with the defaults.
@@ -60,16 +58,17 @@ def prctl(option: int, value: int, arg3: int = 0) -> None:
 def spawn(argv: Sequence[str], program: bytes, env: Mapping[str, str] | None = None,
           cwd: str | None = None, inheritance: Inheritance = Inheritance(),
           domain: Domain | None = None, limits: Process = Process(),
-          channel: Channel | None = None) -> Child:
+          channel: Channel | None = None, clock_fixed: bool = False) -> Child:
     """Fork the command under ptrace and the filter, in `domain`, with the
-    per-process `limits`. Returns once it has exec'd (its exec event is then waiting
-    for the supervisor); raises ExecFailed otherwise."""
+    per-process `limits`, and unable to set the clock where `clock_fixed` (which the
+    change times executables.py trusts come from). Returns once it has exec'd (its
+    exec event is then waiting for the supervisor); raises ExecFailed otherwise."""
     go_read, go_write = os.pipe()
     report_read, report_write = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, reported through the pipe
-        _child(argv, program, env, cwd, inheritance, domain, limits, channel, go_read, go_write,
-               report_read, report_write)
+        _child(argv, program, env, cwd, inheritance, domain, limits, channel, clock_fixed, go_read,
+               go_write, report_read, report_write)
     os.close(go_read)
     os.close(report_write)
     try:
@@ -115,8 +114,8 @@ def _seize_and_probe(pid: int) -> None:
 
 def _child(argv: Sequence[str], program: bytes, env: Mapping[str, str] | None, cwd: str | None,
            inheritance: Inheritance, domain: Domain | None, limits: Process,
-           channel: Channel | None, go_read: int, go_write: int, report_read: int,
-           report_write: int) -> None:
+           channel: Channel | None, clock_fixed: bool, go_read: int, go_write: int,
+           report_read: int, report_write: int) -> None:
     stage = "startup"
     try:
         os.close(go_write)
@@ -140,7 +139,8 @@ def _child(argv: Sequence[str], program: bytes, env: Mapping[str, str] | None, c
             environment["LISTEN_PID"] = str(os.getpid())
         stage = "capabilities"
         # Root could raise its limits again, were CAP_SYS_RESOURCE left to it.
-        _drop_capabilities(CAP_SYS_PTRACE, *((CAP_SYS_RESOURCE,) if limits.limits else ()))
+        _drop_capabilities(libc.CAP_SYS_PTRACE, *((libc.CAP_SYS_RESOURCE,) if limits.limits else ()),
+                           *((libc.CAP_SYS_TIME,) if clock_fixed else ()))
         stage = "no_new_privs"
         prctl(PR_SET_NO_NEW_PRIVS, 1)
         stage = "landlock"

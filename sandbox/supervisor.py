@@ -31,6 +31,7 @@ from .decode import Unix, decode_words
 from .domain import Domain
 from .emulate import RETRY_NS, Breach, Done, Outcome, Wait, emulate, needs_emulation, wait_for
 from .errors import Malformed, NeedDescriptor, SandboxError, SupervisorError, TraceeGone
+from .executables import Vouching
 from .filter import DESTINATION_CALLS
 from .impersonate import emulate_as
 from .names import AF_INET, AF_INET6, MSG_DONTWAIT, SOCK_DGRAM, SOCK_TYPE_MASK, SUBCALLS
@@ -99,6 +100,8 @@ class Supervisor:
     domain: Domain | None = None
     # Where pidfd_getfd is refused: the channel tracees hand their descriptors over on.
     channel: handover.Channel | None = None
+    # For a profile with `exe` rules: which executables sockbox vouches for.
+    vouching: Vouching | None = None
     stops: int = 0  # seccomp stops: each time a socket call waited for the supervisor
 
     def __post_init__(self) -> None:
@@ -200,6 +203,8 @@ class Supervisor:
             self.tracees.add(child)
             self.processes.forked(pid, child)
             self.tables.created(pid, child, sharing.shares_table(pid))
+            if self.vouching is not None:
+                self.vouching.forked(procfs.thread_group(pid), child)
             _ptrace.cont(pid)
         elif event == _ptrace.PTRACE_EVENT_EXEC:
             former = _ptrace.event_message(pid)
@@ -209,6 +214,8 @@ class Supervisor:
                 self.threads[pid].forget_image()
             self._low_scratch.pop(pid, None)  # another memory now
             self.tables.executed(pid)
+            if self.vouching is not None:
+                self.vouching.executed(pid)
             _ptrace.cont(pid)
         elif event == _ptrace.PTRACE_EVENT_STOP:
             if stop_signal in _GROUP_STOP_SIGNALS:
@@ -226,6 +233,8 @@ class Supervisor:
         self.tracees.discard(pid)
         self.processes.exited(pid)
         self.tables.ended(pid)
+        if self.vouching is not None:
+            self.vouching.ended(pid)
         thread = self.threads.pop(pid, None)
         if thread is not None:
             thread.close()
@@ -265,7 +274,8 @@ class Supervisor:
         args = info.args  # masked to the ABI's word by describe()
         name, via = syscall.call, Via.DIRECT
         memory = _ptrace.TraceeMemory(tid)
-        stop = StopContext(tid, thread, handed_over=self.channel is not None, call=call_at)
+        stop = StopContext(tid, thread, handed_over=self.channel is not None, call=call_at,
+                           vouching=self.vouching)
         recorded = quiet
         try:
             if name == SOCKETCALL:
@@ -687,7 +697,7 @@ class Supervisor:
         elif thread is not None and thread.waiting is not None:
             waiting, thread.waiting = thread.waiting, None
             self.end_wait(tid, thread, waiting)
-            self.choose_server(StopContext(tid, thread))
+            self.choose_server(StopContext(tid, thread, vouching=self.vouching))
         _ptrace.cont(tid)
 
     def end_wait(self, tid: int, thread: ThreadState, waiting: Waiting) -> None:

@@ -23,6 +23,7 @@ from .errors import Malformed, NeedDescriptor, TraceeGone
 
 if TYPE_CHECKING:
     from .emulate import Wait
+    from .executables import Vouching
 
 O_PATH = 0o10000000
 RESOLVE_NO_MAGICLINKS = 0x02
@@ -84,9 +85,10 @@ class Credentials(NamedTuple):
         return self.uids[1] == 0 or self.capabilities != 0
 
 
-# The capability the supervisor removes from every tracee, so never a difference that
-# matters for performing a socket call.
-_CAP_SYS_PTRACE = 1 << 19
+# Capabilities the supervisor removes from tracees (CAP_SYS_PTRACE from every one,
+# CAP_SYS_TIME under `exe` rules), never a difference that matters for performing a
+# socket call.
+_REMOVED_CAPABILITIES = 1 << libc.CAP_SYS_PTRACE | 1 << libc.CAP_SYS_TIME
 
 
 def credentials(pid: int | str) -> Credentials:
@@ -95,7 +97,7 @@ def credentials(pid: int | str) -> Credentials:
         tuple(int(v) for v in fields["Uid"].split()),
         tuple(int(v) for v in fields["Gid"].split()),
         tuple(sorted(int(v) for v in fields.get("Groups", "").split())),
-        int(fields["CapEff"], 16) & ~_CAP_SYS_PTRACE,
+        int(fields["CapEff"], 16) & ~_REMOVED_CAPABILITIES,
     )
 
 
@@ -198,9 +200,12 @@ class StopContext:
     """One stop of one tracee thread. Implements calls.Process; close() when done."""
 
     def __init__(self, tid: int, thread: ThreadState, handed_over: bool = False,
-                 call: tuple[int, int] | None = None):
+                 call: tuple[int, int] | None = None, vouching: Vouching | None = None):
         self.tid = tid
         self.thread = thread
+        # For a profile with `exe` rules: the executable is named only where sockbox
+        # vouches for it (executables.py).
+        self.vouching = vouching
         # Descriptors come handed over by the tracee (handover.py), for this call
         # (where it is and its number), rather than taken with pidfd_getfd.
         self.handed_over = handed_over
@@ -225,10 +230,16 @@ class StopContext:
     def exe(self) -> str | None:
         if not self.thread.exe_read:
             try:
-                self.thread.exe = os.readlink(f"/proc/{self.tid}/exe")
+                exe: str | None = os.readlink(f"/proc/{self.tid}/exe")
             except OSError:
-                self.thread.exe = None
-            self.thread.exe_read = True
+                exe = None
+            if exe is not None and self.vouching is not None:
+                group = procfs.thread_group(self.tid)
+                if not self.vouching.known(group):
+                    return None  # a child stopped before its creation was read: ask again
+                if not self.vouching.vouches(self.tid, group):
+                    exe = None
+            self.thread.exe, self.thread.exe_read = exe, True
         return self.thread.exe
 
     def credentials(self) -> Credentials:

@@ -152,11 +152,15 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "and once per runtime named (all of RUNTIME_REFUSALS if "
                                        "none), every sockbox it starts through SOCKBOX inside "
                                        "that runtime's outer seccomp layer")
+    config.addinivalue_line("markers", "native: a control that runs no sockbox (so no runtime's "
+                                       "layer either): once, in a runtime_defaults module too "
+                                       "(as a pure test is)")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("runtime_defaults")
-    if marker:  # the runtimes it names, or all of them
+    runs_no_sockbox = any(metafunc.definition.get_closest_marker(name) for name in ("native", "pure"))
+    if marker and not runs_no_sockbox:  # the runtimes it names, or all of them
         runtimes = list(marker.args) or list(RUNTIME_REFUSALS)
         metafunc.parametrize("outer_seccomp", [None, *runtimes], indirect=True,
                              ids=["plain", *(f"{runtime}-seccomp" for runtime in runtimes)])

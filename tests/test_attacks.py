@@ -906,17 +906,211 @@ def test_swapping_the_socket_after_the_check_gets_nothing_through(programs, tmp_
         server.close()
 
 
+@pytest.mark.native
 def test_the_swap_attack_works_natively(programs):
-    # The same programs outside the sandbox: the race is won often (so the test above
-    # can fail).
+    # The same programs outside the sandbox win the race (so the test above can fail):
+    # often, though on a busy machine a run of 2000 may lose every time.
     udp, secret = UdpServer(), SecretServer()
     try:
-        result = subprocess.run([programs("swap", 64), "sendto-dest", str(udp.port), "2000"],
-                                capture_output=True, text=True, timeout=60)
-        assert result.stdout == "done 2000 got 0\n" and len(udp.collect()) > 50
-        result = subprocess.run([programs("swap", 64), "recv-family", str(secret.port), "2000"],
-                                capture_output=True, text=True, timeout=60)
-        assert int(result.stdout.split()[-1]) > 50, result.stdout
+        through = 0
+        for _ in range(5):
+            result = subprocess.run([programs("swap", 64), "sendto-dest", str(udp.port), "2000"],
+                                    capture_output=True, text=True, timeout=60)
+            assert result.stdout == "done 2000 got 0\n"
+            through += len(udp.collect())
+            if through > 20:
+                break
+        assert through > 20
+        got = 0
+        for _ in range(5):
+            result = subprocess.run([programs("swap", 64), "recv-family", str(secret.port), "2000"],
+                                    capture_output=True, text=True, timeout=60)
+            got += int(result.stdout.split()[-1])
+            if got > 20:
+                break
+        assert got > 20, result.stdout
     finally:
         udp.close()
         secret.close()
+
+
+# --- exe rules: another program's code judged as the allowed executable -----------------------
+
+EXE_PROFILE = """
+[[rule]]
+calls = ["socket", "send", "recv", "getsockopt", "setsockopt", "getsockname", "getpeername", "shutdown"]
+action = "allow"
+[[rule]]
+calls = ["connect"]
+exe = ["{bin}/*"]
+action = "allow"
+"""
+# A library that, loaded into the allowed executable, connects on its own.
+INJECTED_LIBRARY = r"""
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+__attribute__((constructor)) static void injected(void) {
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(atoi(getenv("INJECT_PORT")))};
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    if (connect(s, (struct sockaddr *)&to, sizeof to) == 0) write(s, "injected", 8);
+    close(s);
+}
+unsigned int la_version(unsigned int version) { return version; }  /* as LD_AUDIT needs */
+"""
+# executables.py does not vouch for a file changed this close before the sandbox started.
+_AGE = 2.5
+
+
+class ExeFiles:
+    """bin/: the executables the profile allows (copies of netprobe and of exe);
+    stash/: old copies of netprobe that a program would pass off as them; lib/: a
+    library to inject. All older than any sandbox the tests start. An attack that
+    uses a file up takes its own (`fresh`)."""
+
+    POOL = 16
+
+    def __init__(self, base: Path, programs) -> None:
+        self.base, self.bin, self.stash, self.lib = base, base / "bin", base / "stash", base / "lib"
+        for directory in (self.bin, self.stash, self.lib):
+            directory.mkdir()
+        shutil.copy(programs("netprobe", 64), self.bin / "client")
+        shutil.copy(programs("netprobe", 32), self.bin / "client32")
+        shutil.copy(programs("exe", 64), self.bin / "waiter")
+        for number in range(self.POOL):
+            shutil.copy(programs("netprobe", 64), self.stash / f"old{number}")
+            shutil.copy(programs("netprobe", 64), self.bin / f"victim{number}")
+        source = self.lib / "injected.c"
+        source.write_text(INJECTED_LIBRARY)
+        subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(self.lib / "injected.so"), str(source)],
+                       check=True)
+        self._taken = 0
+
+    def fresh(self) -> int:
+        """The number of an old file, and of a victim, no other test has used."""
+        self._taken += 1
+        assert self._taken < self.POOL, "more attacks than ExeFiles.POOL"
+        return self._taken
+
+
+@pytest.fixture(scope="module")
+def exe_files(programs, tmp_path_factory) -> ExeFiles:
+    base = tmp_path_factory.mktemp("exe")
+    base.chmod(0o755)
+    files = ExeFiles(base, programs)
+    time.sleep(_AGE)
+    return files
+
+
+def exe_run(exe_files: ExeFiles, tmp_path: Path, *command: str, **kwargs) -> subprocess.CompletedProcess:
+    profile = write_profile(tmp_path, EXE_PROFILE.format(bin=exe_files.bin), name="exe.toml")
+    return sockbox("run", "-p", profile, "--", *command, **kwargs)
+
+
+@pytest.mark.parametrize("client", ["client", "client32"])
+def test_an_exe_rule_allows_its_executable(exe_files, tmp_path, tcp_server, client):
+    # The user's own loader settings are the command's, not the program's choice.
+    environment = {**os.environ, "LD_LIBRARY_PATH": str(exe_files.lib)}
+    result = exe_run(exe_files, tmp_path, str(exe_files.bin / client), "tcp", "127.0.0.1",
+                     str(tcp_server.port), env=environment)
+    assert "connect OK" in result.stdout, result.stdout + result.stderr
+    assert tcp_server.received == [b"ping"]
+
+
+@pytest.mark.parametrize("variable,value", [
+    ("LD_PRELOAD", "lib/injected.so"), ("LD_AUDIT", "lib/injected.so"), ("LD_LIBRARY_PATH", "lib"),
+    ("GCONV_PATH", "lib"), ("LD_PRELOAD", "")])
+def test_loader_variables_of_the_programs_choosing_void_an_exe_rule(exe_files, tmp_path, tcp_server,
+                                                                    variable, value):
+    # `env` is the program: it runs the allowed executable with code loaded into it.
+    setting = f"{variable}={exe_files.base / value if value else ''}"
+    result = exe_run(exe_files, tmp_path, "env", setting, f"INJECT_PORT={tcp_server.port}",
+                     str(exe_files.bin / "client"), "tcp", "127.0.0.1", str(tcp_server.port))
+    assert "connect ERR EACCES" in result.stdout, result.stdout + result.stderr
+    time.sleep(0.3)
+    assert tcp_server.received == []
+    # the record names no executable: sockbox does not vouch for it
+    assert re.search(r"sockbox: deny connect\(.*\[default\] pid \d+\n", result.stderr), result.stderr
+
+
+@pytest.mark.parametrize("attack,script", [
+    ("rename", "mv {stash}/old{n} {bin}/renamed{n} && exec {bin}/renamed{n}"),
+    ("link", "ln {stash}/old{n} {bin}/linked{n} && exec {bin}/linked{n}"),
+    ("overwrite", "cat {stash}/old{n} > {bin}/victim{n} && exec {bin}/victim{n}"),
+    ("bind-mount", "unshare {userns} --mount sh -c "
+                   "'mount --bind {stash}/old{n} {bin}/victim{n} && exec {bin}/victim{n} \"$@\"' -"),
+])
+def test_a_file_put_at_an_allowed_path_is_not_the_allowed_executable(exe_files, tmp_path, tcp_server,
+                                                                     attack, script):
+    # Old files the program may write, moved (or written, or mounted) onto a path the
+    # rule names: each would be judged by the path alone.
+    userns = "" if os.geteuid() == 0 else "--user --map-root-user"
+    line = script.format(stash=exe_files.stash, bin=exe_files.bin, n=exe_files.fresh(), userns=userns)
+    result = exe_run(exe_files, tmp_path, "sh", "-c", f'{line} "$@"', "-", "tcp", "127.0.0.1",
+                     str(tcp_server.port))
+    assert "connect OK" not in result.stdout, result.stdout + result.stderr
+    if attack == "bind-mount":  # refused: the mount (or, unprivileged, the user namespace's map)
+        assert "connect" not in result.stdout, result.stdout
+        assert re.search("Operation not permitted|Permission denied", result.stderr), result.stderr
+    else:
+        assert "connect ERR EACCES" in result.stdout
+    time.sleep(0.3)
+    assert tcp_server.received == []
+
+
+@pytest.mark.parametrize("bits", [64, 32])
+def test_no_process_writes_into_the_memory_of_an_allowed_executable(programs, exe_files, tmp_path, bits):
+    result = exe_run(exe_files, tmp_path, programs("exe", bits), "mem", str(exe_files.bin / "waiter"))
+    assert result.stdout == "mem ERR EACCES\ntask-mem ERR EACCES\nprocess_vm_writev ERR EPERM\n", result.stderr
+
+
+@pytest.mark.native
+def test_writing_into_the_memory_of_a_child_works_natively(programs, exe_files):
+    result = subprocess.run([programs("exe", 64), "mem", str(exe_files.bin / "waiter")],
+                            capture_output=True, text=True, timeout=30)
+    assert result.stdout == "mem OK\ntask-mem OK\nprocess_vm_writev OK\n", result.stderr
+
+
+@pytest.mark.parametrize("bits", [64, 32])
+def test_a_process_cannot_name_another_executable_as_its_own(programs, exe_files, tmp_path, tcp_server, bits):
+    result = exe_run(exe_files, tmp_path, programs("exe", bits), "setmm", str(exe_files.bin / "client"),
+                     "127.0.0.1", str(tcp_server.port))
+    assert result.stdout == "prctl ERR EPERM\nconnect ERR EACCES\n", result.stderr
+
+
+def test_an_exe_profile_still_writes_files_outside_proc(exe_files, tmp_path):
+    target = tmp_path / "written"
+    result = exe_run(exe_files, tmp_path, "sh", "-c", f"echo x > {target} && echo y > /dev/null && "
+                     "echo z > /proc/self/comm")
+    assert target.read_text() == "x\n"
+    assert "/proc/self/comm: Permission denied" in result.stderr
+
+
+def test_exe_rules_with_proc_writable_are_refused(exe_files, tmp_path):
+    profile = write_profile(tmp_path, EXE_PROFILE.format(bin=exe_files.bin)
+                            + '[filesystem]\nread = ["/"]\nwrite = ["/"]\n')
+    result = sockbox("run", "-p", profile, "--", "true")
+    assert result.returncode == 125
+    assert result.stderr == (f"sockbox: {profile}: filesystem.write[0]: / holds /proc, where a process could "
+                             "write into another's memory (/proc/PID/mem), which exe rules cannot allow\n")
+
+
+@pytest.mark.pure
+def test_loader_settings_are_every_ld_variable_and_iconvs_modules():
+    from sandbox.executables import loader_settings
+    environment = b"PATH=/bin\0LD_PRELOAD=/x.so\0GCONV_PATH=/g\0LD_=\0XLD_PRELOAD=y\0GCONV_PATHS=z\0"
+    assert loader_settings(environment) == {b"LD_PRELOAD=/x.so", b"GCONV_PATH=/g", b"LD_="}
+
+
+@pytest.mark.pure
+def test_everything_but_procfs_covers_the_rest_of_the_tree(tmp_path):
+    from sandbox.domain import everything_but
+    for directory in ("a/proc/x", "a/b", "c"):
+        (tmp_path / directory).mkdir(parents=True)
+    (tmp_path / "a" / "file").write_text("")
+    (tmp_path / "a" / "link").symlink_to(tmp_path / "a" / "proc")
+    covering = everything_but([str(tmp_path / "a" / "proc"), str(tmp_path / "a" / "proc" / "x")])
+    inside = sorted(path for path in covering if path.startswith(str(tmp_path) + "/"))
+    assert inside == [str(tmp_path / "a" / "b"), str(tmp_path / "a" / "file"), str(tmp_path / "c")]

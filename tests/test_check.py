@@ -29,7 +29,11 @@ def test_check_a_valid_file(tmp_path: Path) -> None:
     path = tmp_path / "full.toml"
     path.write_text(FULL)
     result = sockbox_check(str(path))
-    assert (result.returncode, result.stdout) == (0, f"{path}: ok\n")
+    ok, note = result.stdout.splitlines()
+    assert (result.returncode, ok) == (0, f"{path}: ok")
+    # what an exe rule holds against, said wherever one is used
+    assert note.startswith(f"{path}: note: rule[2]: exe rules hold for the named file's own code, "
+                           "as it was when the sandbox started")
 
 
 def test_check_lists_every_error(tmp_path: Path) -> None:
