@@ -331,7 +331,7 @@ def deny_connect_to(port: int, label: str = "code:deny") -> Rule:
 
 @pytest.fixture
 def two_servers():
-    from conftest import TcpServer
+    from helpers.servers import TcpServer
     servers = TcpServer(), TcpServer()
     yield servers
     for server in servers:

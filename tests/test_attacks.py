@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (SOCKBOX, TESTS, TcpServer, Terminal, UdpServer, UnixServer, in_new_netns, sockbox,
-                      write_profile)
+from helpers.running import SOCKBOX, TESTS, Terminal, in_new_netns, sockbox, write_profile
+from helpers.servers import TcpServer, UdpServer, UnixServer
 
 pytestmark = pytest.mark.runtime_defaults
 

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from conftest import sockbox, write_profile
+from helpers.running import sockbox, write_profile
 from sandbox.audit import format_call, format_text, make_event
 from sandbox.calls import Subject, int32
 from sandbox.decode import Inet4, Inet6, MsgHdr, Netlink, Unix

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import SOCKBOX, TESTS, in_new_netns
+from helpers.running import SOCKBOX, TESTS, in_new_netns
 
 CLIENTS = {
     "dig": "dig @127.0.0.1 +short +tries=1 +time=3 test.example",

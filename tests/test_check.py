@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from textwrap import dedent
 
-from conftest import BUILTINS, FULL, as_second_rule
+from helpers.profiles import BUILTINS, FULL, as_second_rule
 from sandbox.profile import builtin_names
 
 ROOT = Path(__file__).resolve().parent.parent

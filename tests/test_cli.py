@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import SOCKBOX, TESTS, in_new_netns, sockbox, write_profile
+from helpers.running import SOCKBOX, TESTS, in_new_netns, sockbox, write_profile
 from sandbox import cli, entry, show
 from sandbox.errors import UsageError
 from sandbox.launch import RunOptions

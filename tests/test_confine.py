@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SOCKBOX, Terminal, sockbox, write_profile
+from helpers.running import SOCKBOX, Terminal, sockbox, write_profile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 import sandbox
-from conftest import RUNTIME_REFUSALS, TESTS, Programs, outer_layer
+from helpers.running import RUNTIME_REFUSALS, TESTS, Programs, outer_layer
 
 PODMAN_PROFILE = Path("/usr/share/containers/seccomp.json")  # containers-common's: Podman's default
 RUNTIMES = ["podman", *RUNTIME_REFUSALS]

@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from conftest import SOCKBOX, TcpServer, UdpServer, in_new_netns, sockbox, write_profile
+from helpers.running import SOCKBOX, in_new_netns, sockbox, write_profile
+from helpers.servers import TcpServer, UdpServer
 from sandbox.supervisor import MAX_FILED
 
 TIMES = 5  # how often each test makes its call
@@ -224,3 +225,20 @@ for _ in range(12):
     assert len(waits) >= 3, lines  # the buffer filled, and then every send waited...
     assert all(0.25 <= wait < 2 for wait in waits), lines  # ...as long as SO_SNDTIMEO says
     assert summary_of(log)["repeats"] >= len(waits)
+
+
+@pytest.mark.pure
+def test_the_facts_c_is_handed_are_the_kernels():
+    # _fastpath knows no syscall number, arch or word size of its own: the supervisor
+    # hands them over (served_in_c), and they are libseccomp's and the ABI's.
+    import pyseccomp
+
+    from sandbox.abi import Abi
+    from sandbox.supervisor import SERVED_IN_C, served_in_c
+    served = served_in_c()
+    assert sorted((arch, call) for arch, _, call, _ in served) == sorted(
+        (abi.audit_arch, call) for abi in Abi for call in SERVED_IN_C)
+    for arch, nr, call, word_mask in served:
+        assert pyseccomp.resolve_syscall(arch, nr).decode() == call  # libseccomp's name for it
+        assert word_mask == (0xFFFFFFFF if arch == Abi.I386.audit_arch else 0xFFFFFFFFFFFFFFFF)
+    assert {abi.audit_arch for abi in Abi} == {0xC000003E, 0x40000003}  # AUDIT_ARCH_X86_64, _I386

@@ -6,7 +6,8 @@ import socket
 
 import pytest
 
-from conftest import UnixServer, sockbox
+from helpers.running import sockbox
+from helpers.servers import UnixServer
 
 
 def learn(tmp_path, *command: str, cwd=None) -> str:

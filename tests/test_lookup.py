@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TcpServer, sockbox
+from helpers.running import sockbox
+from helpers.servers import TcpServer
 from sandbox.errors import ProfileError
 from sandbox.profile import builtin_names, load_profile, parse_target
 

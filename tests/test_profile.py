@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUILTINS, FIRST_RULE, FULL, connect, load
+from helpers.profiles import BUILTINS, FIRST_RULE, FULL, connect, load
 from sandbox.decode import Inet4
 from sandbox.profile import LogLevel, builtin_names, load_profile
 from sandbox.rules import Action, Call, Glob, PortRange, Protocol

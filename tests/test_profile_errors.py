@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import as_second_rule, errors_of
+from helpers.profiles import as_second_rule, errors_of
 from sandbox import ProfileError
 from sandbox.profile import Profile
 

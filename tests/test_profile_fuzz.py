@@ -16,7 +16,7 @@ import tomli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import BUILTINS, errors_of, load
+from helpers.profiles import BUILTINS, errors_of, load
 from sandbox import ProfileError, UsageError, names
 from sandbox.decode import Inet4, Inet6, Netlink, Unix, Unknown, Unspec
 from sandbox.learn import Learner

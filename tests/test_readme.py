@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import sockbox
+from helpers.running import sockbox
 
 README = Path(__file__).parent.parent / "README.md"
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SOCKBOX, TESTS, Terminal, in_new_netns, sockbox, write_profile
+from helpers.running import SOCKBOX, TESTS, Terminal, in_new_netns, sockbox, write_profile
 
 pytestmark = pytest.mark.runtime_defaults("docker")  # containerd 1.6 only adds memory reads, which the attacks cover
 

@@ -21,7 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import SOCKBOX, Terminal, UnixServer, sockbox, write_profile
+from helpers.running import SOCKBOX, Terminal, sockbox, write_profile
+from helpers.servers import UnixServer
 
 # How a socket call enters the kernel (see tests/c/netprobe.c). From a 32-bit build,
 # "syscall" already is the direct i386 syscall, so "int80" would repeat it.

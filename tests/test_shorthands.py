@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from conftest import connect
+from helpers.profiles import connect
 from sandbox import ProfileError, names
 from sandbox.profile import inline_rule, load_profile, parse_target
 from sandbox.rules import Action, Glob, PortRange
