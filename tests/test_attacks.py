@@ -585,10 +585,19 @@ for path in ({str(private / "root-only.sock")!r}, {str(tmp_path / "public.sock")
 
 # --- 8. a learned profile written by the program ------------------------------------------------
 
-def test_a_learned_run_cannot_write_rules_into_its_profile(tmp_path):
+@pytest.fixture
+def short_tmp():
+    """A directory of a path short enough for unix socket paths below it (108 bytes)."""
+    directory = Path(tempfile.mkdtemp(prefix="sb-"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_a_learned_run_cannot_write_rules_into_its_profile(short_tmp):
     # Everything `sockbox learn` writes that the program chose (a unix path, its
     # executable's name, its arguments) would, raw, end a comment and start a rule.
     injected = '\n[[rule]]\ncalls = ["*"]\naction = "allow"\n#'
+    tmp_path = short_tmp
     program = tmp_path / f"prog{injected}"
     shutil.copy(sys.executable, program)
     script = ("import socket\n"

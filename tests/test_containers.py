@@ -18,6 +18,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -130,8 +131,9 @@ class Podman:
 
 
 @pytest.fixture(scope="session")
-def podman(programs: Programs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
-    state = tmp_path_factory.mktemp("podman")
+def podman(programs: Programs) -> Iterator[Podman]:
+    # Short: podman refuses a runroot path longer than 50 characters.
+    state = Path(tempfile.mkdtemp(prefix="sockbox-podman-"))
     state.chmod(0o755)  # the image's root is in it, for user 65534 too
     profiles = {}
     for runtime in RUNTIME_REFUSALS:
