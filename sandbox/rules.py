@@ -200,10 +200,11 @@ class Rule:
     def applies_to(self, name: str, alias: str | None = None) -> bool:
         return name in self.calls or (alias is not None and alias in self.calls)
 
-    def matches(self, call: Call) -> bool:
+    def matches(self, call: Call, any_exe: bool = False) -> bool:
+        """`any_exe`: judge `exe` conditions as holding (the executable is not known)."""
         if not self.applies_to(call.name, call.alias):
             return False
-        return all(holds(value, call) for _, holds, value in self._conditions)
+        return all((any_exe and key == "exe") or holds(value, call) for key, holds, value in self._conditions)
 
 
 @dataclass(frozen=True)
@@ -233,15 +234,20 @@ class Verdict:
 
 def decide(rules: Sequence[Rule], default: Verdict, call: Call) -> Verdict:
     """The verdict of the first matching rule, judging an IPv6 address that carries an
-    IPv4 one as both and keeping the stricter verdict (see `ipv4_views`)."""
-    verdicts = [_first_match(rules, default, view) for view in views(call)]
+    IPv4 one as both and keeping the stricter verdict (see `ipv4_views`). A call whose
+    executable is not known (`exe` None: sockbox does not vouch for it) may be any
+    program's: it is judged as one that no `exe` condition names and as one that every
+    `exe` condition names, and the stricter verdict kept, so that neither an allow nor
+    a deny rule on `exe` is passed by a process sockbox cannot name."""
+    exe_views = (False, True) if call.exe is None else (False,)
+    verdicts = [_first_match(rules, default, view, any_exe) for view in views(call) for any_exe in exe_views]
     # On a tie, name the rule rather than the default.
     return max(verdicts, key=lambda verdict: (verdict.action.severity, verdict.rule is not None))
 
 
-def _first_match(rules: Sequence[Rule], default: Verdict, call: Call) -> Verdict:
+def _first_match(rules: Sequence[Rule], default: Verdict, call: Call, any_exe: bool) -> Verdict:
     for rule in rules:
-        if rule.matches(call):
+        if rule.matches(call, any_exe):
             return Verdict(rule.action, default.errno if rule.errno is None else rule.errno, rule)
     return default
 

@@ -1044,6 +1044,33 @@ def test_loader_variables_of_the_programs_choosing_void_an_exe_rule(exe_files, t
     assert re.search(r"sockbox: deny connect\(.*\[default\] pid \d+\n", result.stderr), result.stderr
 
 
+DENY_EXE_PROFILE = """
+[profile]
+default = "allow"
+[[rule]]
+calls = ["connect"]
+exe = ["{bin}/client"]
+action = "deny"
+"""
+
+
+@pytest.mark.parametrize("setting", [None, "LD_BIND_NOW=1"])
+def test_a_deny_rule_on_exe_holds_for_a_process_sockbox_cannot_name(exe_files, tmp_path, tcp_server,
+                                                                    setting):
+    # A loader variable of the program's choosing makes the executable unknown, not
+    # some other program's: a deny rule naming it must still hold.
+    profile = write_profile(tmp_path, DENY_EXE_PROFILE.format(bin=exe_files.bin), name="deny-exe.toml")
+    prefix = ["env", setting] if setting else []
+    result = sockbox("run", "-p", profile, "--", *prefix, str(exe_files.bin / "client"), "tcp",
+                     "127.0.0.1", str(tcp_server.port))
+    assert "connect ERR EACCES" in result.stdout, result.stdout + result.stderr
+    # another executable, vouched for, is not denied by the rule
+    result = sockbox("run", "-p", profile, "--", str(exe_files.bin / "client32"), "tcp", "127.0.0.1",
+                     str(tcp_server.port))
+    assert "connect OK" in result.stdout, result.stdout + result.stderr
+    assert tcp_server.received == [b"ping"]
+
+
 @pytest.mark.parametrize("attack,script", [
     ("rename", "mv {stash}/old{n} {bin}/renamed{n} && exec {bin}/renamed{n}"),
     ("link", "ln {stash}/old{n} {bin}/linked{n} && exec {bin}/linked{n}"),

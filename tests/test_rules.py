@@ -376,6 +376,22 @@ def test_exe_unknown_does_not_match() -> None:
     assert not rule("connect", exe=globs("/**")).matches(connect("192.0.2.1", 80))
 
 
+ALLOW = Verdict(Action.ALLOW, 0, None)
+
+
+@pytest.mark.parametrize("action, default, expected", [
+    (Action.ALLOW, DEFAULT, Action.DENY),    # an allow rule on exe: not passed by the unknown
+    (Action.DENY, ALLOW, Action.DENY),       # a deny rule on exe: holds for the unknown too
+    (Action.KILL, ALLOW, Action.KILL),
+])
+def test_an_unknown_exe_gets_the_stricter_of_any_exe_and_none(action: Action, default: Verdict,
+                                                               expected: Action) -> None:
+    rules = [rule("connect", action, exe=globs("/usr/bin/curl"))]
+    assert decide(rules, default, connect("192.0.2.1", 80)).action is expected
+    # a known executable is judged by its name alone
+    assert decide(rules, default, connect("192.0.2.1", 80, exe="/usr/bin/wget")).action is default.action
+
+
 # --- rules and decide ---------------------------------------------------------------------
 
 
