@@ -180,10 +180,12 @@ def check(
 
 @app.command(cls=Command, short_help="Say what a profile decides for a call, and which rule decides it.")
 def explain(
-    call: Annotated[str, typer.Argument(metavar="CALL", help="A socket call: connect, sendto, socket, ...")],
+    call: Annotated[str, typer.Argument(
+        metavar="CALL", help="A socket call (connect, sendto, socket, ...), or read or write for a path.")],
     target: Annotated[str | None, typer.Argument(
         metavar="[TARGET]",
-        help="1.2.3.4:443, [2001:db8::1]:53, unix:/run/x.sock, unix:@name, or a family name.")] = None,
+        help="1.2.3.4:443, [2001:db8::1]:53, unix:/run/x.sock, unix:@name, or a family name; "
+             "after read or write, a path.")] = None,
     profile: ProfileOption = "offline",
     family: Annotated[str | None, typer.Option(
         "--family", metavar="FAMILY", help="The socket's family: inet, inet6, unix, ...")] = None,
@@ -191,9 +193,12 @@ def explain(
         "--type", metavar="TYPE", help="The socket's type: stream, dgram, ...")] = None,
     protocol: Annotated[str | None, typer.Option(
         "--protocol", metavar="PROTOCOL", help="The socket's protocol: tcp, udp, ...")] = None,
-    exe: Annotated[str | None, typer.Option("--exe", metavar="PATH", help="The calling executable.")] = None,
+    exe: Annotated[str | None, typer.Option(
+        "--exe", metavar="PATH",
+        help="The calling executable; without it, one sockbox cannot vouch for (any, or none).")] = None,
 ) -> None:
-    """Say what PROFILE decides for CALL [TARGET], and which rule decides it.
+    """Say what PROFILE decides for CALL [TARGET], and which rule decides it; or, for
+    `read PATH` and `write PATH`, what its [filesystem] section lets the sandbox do there.
 
     Exit 0 for allow, 1 for deny or kill."""
     from .explain import PATH_ACCESSES, explain_call, explain_path
