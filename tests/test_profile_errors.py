@@ -188,6 +188,24 @@ RULE_MISTAKES = [
         protocol = ["netlink_route"]
         action = "allow"
      """, "rule[2].protocol", []),
+    ("a port on a raw-only rule", """\
+        calls = ["connect", "sendto"]
+        type = ["raw"]
+        port = [53]
+        action = "allow"
+     """, "rule[2].port", ["raw socket"]),
+    ("an address on a raw-only rule", """\
+        calls = ["sendto"]
+        type = ["raw"]
+        address = ["127.0.0.0/8"]
+        action = "allow"
+     """, "rule[2].address", ["raw socket"]),
+    ("a port on a protocol without ports", """\
+        calls = ["connect"]
+        protocol = ["icmp"]
+        port = [7]
+        action = "allow"
+     """, "rule[2].port", ["no", "ports"]),
     ("relative path", """\
         calls = ["connect"]
         path = ["run/x.sock"]
