@@ -47,18 +47,18 @@ class Hint:
 
     rule: Rule
     calls: tuple[str, ...]
-    every_use: bool  # False: level and option settle some uses in the kernel
+    every_use: bool  # False: the kernel settles some uses by level and option
     change: str | None = None
     rewritten: Profile | None = None
     still: tuple[str, ...] = ()  # calls the rule makes stop that the change leaves stopping
 
     def __str__(self) -> str:
         calls = _listed(self.calls)
-        stops = (f"makes every {calls} stop at the supervisor" if self.every_use else
-                 f"makes {calls} stop at the supervisor where level and option do not settle it")
-        keys = _supervisor_keys(self.rule)
-        why = f"for its {_listed(keys)} condition{'s' if len(keys) > 1 else ''}"
         them = "it" if len(self.calls) == 1 else "them"
+        stops = (f"makes every {calls} stop at the supervisor" if self.every_use else
+                 f"makes {calls} stop at the supervisor unless level and option settle {them}")
+        keys = _supervisor_keys(self.rule)
+        why = f"to test its {_listed(keys)} condition{'s' if len(keys) > 1 else ''}"
         if self.change is None:
             return (f"{self.rule.label} {stops} ({why}); no other order or condition with the "
                     f"same verdicts lets the kernel decide {them}")
@@ -77,17 +77,20 @@ def hints(profile: Profile, plans: list[AbiPlan] | None = None) -> list[Hint]:
     """For each rule that makes a frequent call stop at the supervisor on its account,
     the best change that keeps every verdict, or the cost alone. `plans`: the profile's
     plan, if already made."""
-    base = _supervised(plan(profile) if plans is None else plans)
+    base = _roads(plan(profile) if plans is None else plans)
     found = []
     for index, rule in enumerate(profile.rules):
-        if not rule.keys() or not rule.calls & FREQUENT_CALLS:
+        # A change can only free what this rule holds up: what would go to the kernel
+        # without its frequent calls, or without the conditions the supervisor tests.
+        if not rule.calls & FREQUENT_CALLS or not _freed(profile, index, base, _supervisor_keys(rule)):
             continue
         best: tuple[frozenset[Road], str, Profile] | None = None
         for change, rewritten in changes(profile, index):
-            gained = _gained(base, _supervised(plan(rewritten)))
+            gained = _gained(base, _roads(plan(rewritten)))
             if gained and (best is None or len(gained) > len(best[0])):
                 best = (gained, change, rewritten)
-        caused = _caused(profile, index, base)
+        # What its lookups of the socket or process cost, whatever the verdicts.
+        caused = _freed(profile, index, base, [key for key in LOOKUP_KEYS if key in rule.keys()])
         if best is not None:
             gained, change, rewritten = best
             still = tuple(call for call in _calls(caused - gained) if call not in _calls(gained))
@@ -101,17 +104,11 @@ def hints(profile: Profile, plans: list[AbiPlan] | None = None) -> list[Hint]:
 # The plan: which frequent roads stop
 
 
-def _supervised(plans: Iterable[AbiPlan]) -> dict[Road, ShapePlan]:
-    """The frequent roads whose calls, where no register test settles them, stop at the
-    supervisor; with their shape plans."""
-    out = {}
-    for abi_plan in plans:
-        for syscall in abi_plan.syscalls:
-            for shape_plan in syscall.shapes:
-                call = _call_of(shape_plan)
-                if call in FREQUENT_CALLS:
-                    out[(abi_plan.abi, syscall.name, shape_plan.shape.text, call)] = shape_plan
-    return {road: shape_plan for road, shape_plan in out.items() if _falls_to_supervisor(shape_plan)}
+def _roads(plans: Iterable[AbiPlan]) -> dict[Road, ShapePlan]:
+    """The plan's shape for each road of a frequent call."""
+    return {(abi_plan.abi, syscall.name, shape_plan.shape.text, _call_of(shape_plan)): shape_plan
+            for abi_plan in plans for syscall in abi_plan.syscalls for shape_plan in syscall.shapes
+            if _call_of(shape_plan) in FREQUENT_CALLS}
 
 
 def _call_of(shape_plan: ShapePlan) -> str:
@@ -121,8 +118,8 @@ def _call_of(shape_plan: ShapePlan) -> str:
     return plain if shape.call in ("sendto", "recvfrom") and plain in shape.names else shape.call
 
 
-def _falls_to_supervisor(shape_plan: ShapePlan) -> bool:
-    """Whether a call that no register test of its shape catches stops."""
+def _stops(shape_plan: ShapePlan) -> bool:
+    """Whether a call that no register test of its shape catches stops at the supervisor."""
     return next((clause.action == RET_TRACE for clause in shape_plan.clauses if not clause.tests), False)
 
 
@@ -139,7 +136,10 @@ def _every_use(base: dict[Road, ShapePlan], roads: Iterable[Road]) -> bool:
 
 
 def _gained(before: dict[Road, ShapePlan], after: dict[Road, ShapePlan]) -> frozenset[Road]:
-    return frozenset(before.keys() - after.keys())
+    """The roads that stop before and not after (a road the filter handed over whole, to
+    fit the kernel's limit, is not there after)."""
+    return frozenset(road for road, shape_plan in before.items()
+                     if _stops(shape_plan) and road in after and not _stops(after[road]))
 
 
 def _calls(roads: Iterable[Road]) -> tuple[str, ...]:
@@ -157,21 +157,18 @@ def _calls(roads: Iterable[Road]) -> tuple[str, ...]:
     return tuple(named)
 
 
-def _caused(profile: Profile, index: int, base: dict[Road, ShapePlan]) -> frozenset[Road]:
-    """The roads that stop on account of this rule's lookups: those the kernel would
-    decide if the rule left out its frequent calls, or tested nothing of the socket or
-    process on them (whatever that did to the verdicts)."""
-    rule = profile.rules[index]
-    lookups = [key for key in LOOKUP_KEYS if key in rule.keys()]
-    if not lookups:
+def _freed(profile: Profile, index: int, base: dict[Road, ShapePlan], keys: Sequence[str]) -> frozenset[Road]:
+    """The roads the kernel would decide if this rule left out its frequent calls, or
+    tested none of `keys` on them (whatever that did to the verdicts)."""
+    if not keys:
         return frozenset()
+    rule = profile.rules[index]
     frequent = rule.calls & FREQUENT_CALLS
     without = _narrowed(rule, frequent)
-    loose = _loosened(rule, frequent, lookups)
-    caused: frozenset[Road] = frozenset()
-    for replacement in ((without,), (loose, without)):
-        caused |= _gained(base, _supervised(plan(_replaced(profile, index, replacement))))
-    return caused
+    freed: frozenset[Road] = frozenset()
+    for replacement in ((without,), (_loosened(rule, frequent, keys), without)):
+        freed |= _gained(base, _roads(plan(_replaced(profile, index, replacement))))
+    return freed
 
 
 # ---------------------------------------------------------------------------------------
@@ -184,7 +181,7 @@ def changes(profile: Profile, index: int) -> Iterator[tuple[str, Profile]]:
     dropped for its frequent calls. Each as words and as the changed profile."""
     rules, rule = profile.rules, profile.rules[index]
     frequent = sorted(rule.calls & FREQUENT_CALLS, key=SUBCALLS.index)
-    choices = list(dict.fromkeys((tuple(frequent), *((call,) for call in frequent))))
+    choices = list(dict.fromkeys((tuple(frequent), *((call,) for call in frequent)))) if frequent else []
     outcome = _outcome(profile, rule)
     for calls in choices:
         rest = _narrowed(rule, frozenset(calls))
@@ -194,10 +191,10 @@ def changes(profile: Profile, index: int) -> Iterator[tuple[str, Profile]]:
                 change = "removing it" if rest is None else f"taking {_listed(calls)} out of its calls"
                 yield change, _replaced(profile, index, (rest,))
     for later in range(index + 1, len(rules)):
-        if _moved_alike(profile, index, later):
+        if rules[later].calls & FREQUENT_CALLS and _moved_alike(profile, index, later):
             moved = (*rules[:index], rules[later], *rules[index:later], *rules[later + 1:])
             yield f"moving {rules[later].label} before it", dataclasses.replace(profile, rules=moved)
-    for calls in choices:
+    for calls in choices if rule.keys() else ():
         rest = _narrowed(rule, frozenset(calls))
         if (rest is None or _valid(rest)) and _decided_alike(
                 profile, rules[index + 1:], _forms(frozenset(calls)), outcome):
@@ -288,8 +285,9 @@ def _replaced(profile: Profile, index: int, rules: Iterable[Rule | None]) -> Pro
 
 
 def _supervisor_keys(rule: Rule) -> tuple[str, ...]:
-    """The rule's conditions that the supervisor tests on a frequent call."""
-    return tuple(key for key in rule.keys() if key not in OPTION_KEYS) or rule.keys()
+    """The rule's conditions that the supervisor tests on a frequent call (level and
+    option are registers, but for socketcall's, which sockbox's own rules stop anyway)."""
+    return tuple(key for key in rule.keys() if key not in OPTION_KEYS)
 
 
 def _listed(words: Sequence[str]) -> str:
