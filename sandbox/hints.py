@@ -80,13 +80,14 @@ def hints(profile: Profile, plans: list[AbiPlan] | None = None) -> list[Hint]:
     base = _roads(plan(profile) if plans is None else plans)
     found = []
     for index, rule in enumerate(profile.rules):
-        # A change can only free what this rule holds up: what would go to the kernel
-        # without its frequent calls, or without the conditions the supervisor tests.
-        if not rule.calls & FREQUENT_CALLS or not _freed(profile, index, base, _supervisor_keys(rule)):
+        # What this rule holds up: what would go to the kernel without its frequent
+        # calls, or without the conditions the supervisor tests on them.
+        held = _freed(profile, index, base, _supervisor_keys(rule)) if rule.calls & FREQUENT_CALLS else None
+        if not held:
             continue
         best: tuple[frozenset[Road], str, Profile] | None = None
         for change, rewritten in changes(profile, index):
-            gained = _gained(base, _roads(plan(rewritten)))
+            gained = held & _gained(base, _roads(plan(rewritten)))
             if gained and (best is None or len(gained) > len(best[0])):
                 best = (gained, change, rewritten)
         # What its lookups of the socket or process cost, whatever the verdicts.

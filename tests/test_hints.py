@@ -130,6 +130,30 @@ def test_a_condition_the_rules_after_it_make_moot_is_dropped():
 
 
 @pytest.mark.pure
+def test_each_rule_is_named_for_what_it_holds_up():
+    # Either change frees sends and receives; rule[1] holds up the sends alone (and the
+    # forms that may be sends), rule[2] the receives.
+    profile = load("""\
+        [[rule]]
+        calls = ["send"]
+        family = ["unix"]
+        action = "allow"
+
+        [[rule]]
+        calls = ["recv"]
+        family = ["unix"]
+        action = "allow"
+
+        [[rule]]
+        calls = "*"
+        action = "allow"
+    """)
+    assert [(hint.rule.label, hint.calls, hint.change) for hint in hints(profile)] == [
+        ("test.toml:rule[1]", ("send", "sendto", "sendmsg", "sendmmsg"), "removing it"),
+        ("test.toml:rule[2]", ("recv", "recvfrom (i386 socketcall)"), "removing it")]
+
+
+@pytest.mark.pure
 def test_what_the_kernel_settles_by_level_is_said_and_not_blamed():
     profile = load("""\
         [[rule]]
