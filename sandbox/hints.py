@@ -6,9 +6,9 @@ to check the executable) costs on every use. `hints` finds such rules from the f
 own plan (what `sockbox show` prints) and, for each, a change that lets the kernel
 decide those calls alone: another rule moved before it, calls taken out of it, or its
 conditions dropped for them. A change is offered only where it provably keeps every
-verdict (action, errno, whether audited: `changes`), and only
-when the changed profile's plan lets the kernel decide more; where none does, the
-note says the cost alone. Pure: no I/O.
+verdict (action, errno, whether audited: `changes`), and only when the changed
+profile's plan lets the kernel decide more; where none does, the note says the cost
+alone. Pure: no I/O.
 """
 
 from __future__ import annotations
