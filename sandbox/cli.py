@@ -163,6 +163,8 @@ def check(
     profiles: Annotated[list[str], typer.Argument(metavar="PROFILE...", help="Profile files or built-in names.")],
 ) -> None:
     """Validate profiles: print "PROFILE: ok" or every error; exit 1 if any is invalid."""
+    from .hints import notes
+
     failed = False
     for spec in profiles:
         try:
@@ -173,7 +175,7 @@ def check(
                 typer.echo(line)
         else:
             typer.echo(f"{spec}: ok")
-            for note in loaded.notes:
+            for note in (*loaded.notes, *notes(loaded)):
                 typer.echo(f"{spec}: note: {note}")
     raise typer.Exit(1 if failed else 0)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .abi import syscall_name
 from .confine import describe
 from .filter import RET_ALLOW, RET_TRACE, AbiPlan
+from .hints import notes
 from .names import errno_name
 from .profile import Profile
 
@@ -14,7 +15,7 @@ def render(profile: Profile, plans: list[AbiPlan]) -> str:
              f"default {profile.default.value}, errno {errno_name(profile.errno)}, log {profile.log.value}"
              + (f", waits up to {profile.wait_for_hosts:g} s for host names to resolve"
                 if profile.wait_for_hosts else ""),
-             *(f"note: {note}" for note in profile.notes),
+             *(f"note: {note}" for note in (*profile.notes, *notes(profile, plans))),
              "", *describe(profile.filesystem, profile.process), "", "rules (first match wins):"]
     lines += [f"  {rule.label}  {rule}" for rule in profile.effective_rules]
     for abi_plan in plans:
