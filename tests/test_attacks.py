@@ -915,6 +915,45 @@ def test_swapping_the_socket_after_the_check_gets_nothing_through(programs, tmp_
         server.close()
 
 
+CHANNEL_PROFILE = """
+[[rule]]
+calls = ["socket", "socketpair"]
+family = ["unix", "inet"]
+action = "allow"
+[[rule]]
+calls = ["send", "recv"]
+action = "allow"
+"""
+
+
+@pytest.mark.parametrize("bits", [64, 32])
+def test_the_handover_channel_cannot_be_closed_replaced_or_fed_a_forged_socket(programs, tmp_path,
+                                                                              outer_seccomp, bits):
+    # Where pidfd_getfd is refused (the runtimes' layers), a second thread keeps sending
+    # an unconnected UDP socket over the channel while the first makes 2000 sendto()s on
+    # a unix seqpacket socket naming a UDP listener: judged and sent as the plain sends they
+    # are there, never as the forged socket's datagrams. Without a layer there is no channel.
+    udp = UdpServer()
+    try:
+        profile = write_profile(tmp_path, CHANNEL_PROFILE, name="channel.toml")
+        result = sockbox("run", "-q", "-p", profile, "--", programs("channel", bits), str(udp.port),
+                         "2000", timeout=300)
+        lines = result.stdout.splitlines()
+        if outer_seccomp is None:
+            assert lines[0] == "no channel", result.stdout + result.stderr
+        else:
+            assert lines[:4] == ["close 0 kept", "dup2 EBADF", "close_range ENOSYS", "shutdown 0"], \
+                result.stdout + result.stderr
+        counts = re.fullmatch(r"sent (\d+) denied (\d+) lost (\d+) forged (\d+) received (\d+)", lines[-1])
+        assert counts, result.stdout + result.stderr
+        sent, denied, lost, forged, received = map(int, counts.groups())
+        assert denied == 0 and sent + lost == 2000 and sent == received > 0, result.stdout + result.stderr
+        assert (forged > 0) is (outer_seccomp is not None)
+        assert udp.collect() == []
+    finally:
+        udp.close()
+
+
 @pytest.mark.native
 def test_the_swap_attack_works_natively(programs):
     # The same programs outside the sandbox win the race (so the test above can fail):
