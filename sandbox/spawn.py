@@ -11,8 +11,6 @@ import signal
 from dataclasses import dataclass
 from collections.abc import Mapping, Sequence
 
-from ptrace import PtraceError
-
 from . import _ptrace, filter, libc
 from .confine import Process
 from .domain import Domain
@@ -98,7 +96,7 @@ def _seize_and_probe(pid: int) -> None:
     anything, that the kernel answers PTRACE_GET_SYSCALL_INFO (Linux 5.3)."""
     try:
         _ptrace.seize(pid)
-    except PtraceError as error:
+    except OSError as error:
         reason = os.strerror(error.errno) if error.errno else str(error)
         raise SandboxError(f"cannot trace the command (ptrace: {reason}); "
                            "a container must allow ptrace of one's own children") from None
@@ -106,7 +104,7 @@ def _seize_and_probe(pid: int) -> None:
     os.waitpid(pid, _ptrace.WALL)
     try:
         _ptrace.syscall_info(pid)
-    except PtraceError as error:
+    except OSError as error:
         raise UnsupportedKernel(f"the kernel lacks PTRACE_GET_SYSCALL_INFO (Linux 5.3): "
                                 f"{os.strerror(error.errno or errno.EIO)}") from None
     _ptrace.cont(pid)
