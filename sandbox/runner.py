@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 from typing import NamedTuple
 from collections.abc import Callable, Mapping, Sequence
 
@@ -17,7 +18,7 @@ from .profile import Profile
 from .rules import Call
 from .spawn import Inheritance
 from .supervisor import Supervisor
-from .tracee import O_PATH, credentials, openat2
+from .tracee import O_PATH, Credentials, credentials, openat2
 
 PR_SET_DUMPABLE = 4
 
@@ -52,17 +53,19 @@ def prepare(profile: Profile, watch_destinations: bool = False) -> Prepared:
     return Prepared(filter.build(profile, supervision), channel)
 
 
-def supervise(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
-              env: Mapping[str, str] | None = None, cwd: str | None = None,
-              inheritance: Inheritance = Inheritance(),
-              observers: Sequence[Callable[[Call], None]] = (), watch_destinations: bool = False,
-              prepared: Prepared | None = None, forward_signals: bool = True) -> int:
-    """`run`, with `prepared`: what `prepare` did for this profile and
-    `watch_destinations`; `forward_signals`: pass on those sent to this process (the
-    CLI's; the Python API's supervisors have no one to). A death by signal is a
-    signals.DiedBySignal status."""
-    if prepared is None:
-        prepared = prepare(profile, watch_destinations)
+class Ahead(NamedTuple):
+    """A run's start-up that needs nothing of its command (which a warm sandbox does
+    before its run comes): the child forked, seized and waiting for the command, the
+    handover channel it inherited, and the supervisor's own credentials."""
+
+    pending: spawn.Pending
+    channel: handover.Channel | None
+    ours: Credentials
+
+
+def ahead(profile: Profile, prepared: Prepared, inheritance: Inheritance = Inheritance()) -> Ahead:
+    """Fork the command's first process ahead of its command. From here this process
+    supervises it: it must not end without `supervise` (the child dies with it)."""
     if prepared.channel is not None and prepared.channel in inheritance.descriptors():
         raise UsageError(f"descriptor {prepared.channel} is the one sockbox hands descriptors "
                          "over on here (pidfd_getfd is refused): it cannot be kept")
@@ -70,25 +73,52 @@ def supervise(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
     ours = credentials("self")
     # Orphans of the command are reparented to us, so that we can reap them.
     spawn.prctl(spawn.PR_SET_CHILD_SUBREAPER, 1)
-    vouching = (executables.Vouching(executables.settings_of(os.environ if env is None else env))
-                if profile.uses_exe else None)
-    domain = Domain.for_profile(profile.filesystem, profile.process, profile.source, cwd,
-                                procfs_unwritable=profile.uses_exe)
     signals.block()
-    try:
-        child = spawn.spawn(argv, prepared.program, env, cwd, inheritance, domain, profile.process,
-                            channel, clock_fixed=profile.uses_exe)
-    finally:
-        if domain is not None:
-            domain.close()
-        if channel is not None:
-            channel.placed()
+    pending = spawn.fork_traced(prepared.program, inheritance, profile.process, channel,
+                                clock_fixed=profile.uses_exe)
     # Processes in the sandbox run as our user; they must not be able to read or write
     # the supervisor's memory, which being non-dumpable forbids. Only after the fork:
     # the child would inherit it, and an unprivileged tracer cannot seize a
     # non-dumpable process.
     spawn.prctl(PR_SET_DUMPABLE, 0)
-    supervisor = Supervisor(profile, AuditLog(sinks), child.pid, ours, observers=observers,
+    return Ahead(pending, channel, ours)
+
+
+def abandon(started: Ahead) -> None:
+    """End a child forked ahead whose run never came."""
+    os.kill(started.pending.pid, signal.SIGKILL)
+    os.waitpid(started.pending.pid, _ptrace.WALL)
+
+
+def supervise(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
+              env: Mapping[str, str] | None = None, cwd: str | None = None,
+              inheritance: Inheritance = Inheritance(),
+              observers: Sequence[Callable[[Call], None]] = (), watch_destinations: bool = False,
+              prepared: Prepared | None = None, forward_signals: bool = True,
+              started: Ahead | None = None, stdio: tuple[int, int, int] | None = None) -> int:
+    """`run`, with `prepared`: what `prepare` did for this profile and
+    `watch_destinations`; `started`: what `ahead` did with it and `inheritance`;
+    `stdio`: the command's 0, 1 and 2 where they are not those `started` inherited;
+    `forward_signals`: pass on those sent to this process (the CLI's; the Python API's
+    supervisors have no one to). A death by signal is a signals.DiedBySignal status."""
+    if prepared is None:
+        prepared = prepare(profile, watch_destinations)
+    vouching = (executables.Vouching(executables.settings_of(os.environ if env is None else env))
+                if profile.uses_exe else None)
+    domain = Domain.for_profile(profile.filesystem, profile.process, profile.source, cwd,
+                                procfs_unwritable=profile.uses_exe)
+    channel = None
+    try:
+        if started is None:
+            started = ahead(profile, prepared, inheritance)
+        channel = started.channel
+        child = spawn.start(started.pending, argv, env, cwd, domain, stdio)
+    finally:
+        if domain is not None:
+            domain.close()
+        if channel is not None:
+            channel.placed()
+    supervisor = Supervisor(profile, AuditLog(sinks), child.pid, started.ours, observers=observers,
                             watch_destinations=watch_destinations, domain=domain,
                             channel=channel, vouching=vouching)
     if forward_signals:

@@ -149,10 +149,17 @@ def _serve(control: socket.socket, profile: Profile, program: runner.Prepared) -
 
 
 def _wait_for_run(link: socket.socket, profile: Profile, program: runner.Prepared) -> NoReturn:
-    """A spare: wait for the run handed over on `link`, and be its supervisor."""
+    """A spare: fork the command's first process ahead (the slow part of a start that
+    needs nothing of the command), wait for the run handed over on `link`, and be its
+    supervisor."""
+    started: runner.Ahead | None
+    try:
+        started = runner.ahead(profile, program)
+    except Exception:  # the run's own start tries again, and says what fails
+        started = None
     frame = channel.receive_frame(link)
     if frame is None:  # the box closed before this run came
-        os._exit(0)
+        _end_without_run(started)
     link.close()
     payload, fds = frame
     try:
@@ -161,11 +168,20 @@ def _wait_for_run(link: socket.socket, profile: Profile, program: runner.Prepare
     except Exception as error:
         if fds:
             os.write(fds[0], channel.line({"error": failure(error)}))
-        os._exit(0)
-    _run(request, fds, profile, program)
+        _end_without_run(started)
+    _run(request, fds, profile, program, started)
 
 
-def _run(request: Request, fds: list[int], profile: Profile, program: runner.Prepared) -> NoReturn:
+def _end_without_run(started: runner.Ahead | None) -> NoReturn:
+    """The child forked ahead dies with this process anyway; reaped here, it leaves no
+    zombie for whoever inherits it."""
+    if started is not None:
+        runner.abandon(started)
+    os._exit(0)
+
+
+def _run(request: Request, fds: list[int], profile: Profile, program: runner.Prepared,
+         started: runner.Ahead | None) -> NoReturn:
     """One run, in a child of its own: its stdio from the caller's descriptors, its
     audit records and its end on its channel."""
     try:
@@ -184,7 +200,8 @@ def _run(request: Request, fds: list[int], profile: Profile, program: runner.Pre
             # and it ends a run by killing it. A terminal's reach the command directly.
             status = runner.supervise(profile, request.argv, [Sink(records, "json")],
                                       request.env, request.cwd, watch_destinations=True,
-                                      prepared=program, forward_signals=False)
+                                      prepared=program, forward_signals=False, started=started,
+                                      stdio=(0, 1, 2))
             died = status.signal if isinstance(status, DiedBySignal) else None
             reply = {"end": {"status": int(status), "signal": died}}
         except ExecFailed as error:  # as `sockbox run` says it, and its status
