@@ -112,15 +112,17 @@ def supervise(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
         if started is None:
             started = ahead(profile, prepared, inheritance)
         channel = started.channel
-        child = spawn.start(started.pending, argv, env, cwd, domain, stdio)
+        told = spawn.tell(started.pending, argv, env, cwd, domain, stdio)
     finally:
         if domain is not None:
             domain.close()
         if channel is not None:
             channel.placed()
-    supervisor = Supervisor(profile, AuditLog(sinks), child.pid, started.ours, observers=observers,
-                            watch_destinations=watch_destinations, domain=domain,
-                            channel=channel, vouching=vouching)
+    # Made while the child execs (on another CPU), and dropped if it fails to.
+    supervisor = Supervisor(profile, AuditLog(sinks), started.pending.pid, started.ours,
+                            observers=observers, watch_destinations=watch_destinations,
+                            domain=domain, channel=channel, vouching=vouching)
+    child = spawn.wait_for_exec(started.pending, told)
     if forward_signals:
         signals.forward(child.pid, lambda: supervisor.tracees)
     return supervisor.run()

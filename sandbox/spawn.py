@@ -1,11 +1,11 @@
-"""Start the command: fork; the child waits to be seized and to be told its command,
-drops CAP_SYS_PTRACE, sets NO_NEW_PRIVS, enters its Landlock domain, loads the filter and
-execs. What fails in the child travels back over a close-on-exec pipe.
+"""Start the command: fork; the child drops CAP_SYS_PTRACE, sets NO_NEW_PRIVS, waits to
+be seized and told its command, enters its Landlock domain, loads the filter and execs.
+What fails in the child travels back over a close-on-exec pipe.
 
-Forking, seizing and checking on the child (`fork_traced`) need nothing of the command,
-so a warm sandbox does them ahead of its run; the command itself (its words,
-environment, working directory, stdio and Landlock domain) follows over a socket
-(`start`)."""
+Forking, seizing and checking on the child (`fork_traced`), and the child's first
+steps, need nothing of the command, so a warm sandbox does them ahead of its run; the
+command itself (its words, environment, working directory, stdio and Landlock domain)
+follows over a socket (`tell`)."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def fork_traced(program: bytes, inheritance: Inheritance = Inheritance(), limits
     `program` with the per-process `limits`, and unable to set the clock where
     `clock_fixed` (which the change times executables.py trusts come from). It inherits
     `inheritance`'s descriptors and `channel` now, and dies with this process (the
-    kernel's PTRACE_O_EXITKILL) if `start` never comes."""
+    kernel's PTRACE_O_EXITKILL) if `tell` never comes."""
     link, theirs = socket.socketpair()
     report_read, report_write = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -103,32 +103,40 @@ def fork_traced(program: bytes, inheritance: Inheritance = Inheritance(), limits
     return Pending(pid, link, report_read)
 
 
-def start(pending: Pending, argv: Sequence[str], env: Mapping[str, str] | None = None,
-          cwd: str | None = None, domain: Domain | None = None,
-          stdio: tuple[int, int, int] | None = None) -> Child:
+def tell(pending: Pending, argv: Sequence[str], env: Mapping[str, str] | None = None,
+         cwd: str | None = None, domain: Domain | None = None,
+         stdio: tuple[int, int, int] | None = None) -> bool:
     """Hand the waiting child its command, to run in `domain`, with `stdio` in place of
     the 0, 1 and 2 it inherited where given (only where this process's 0, 1 and 2 are
-    open, so that the child receives them above 2). Returns once it has exec'd (its
-    exec event is then waiting for the supervisor); raises ExecFailed otherwise."""
-    pid = pending.pid
+    open, so that the child receives them above 2). False where the child was gone."""
     payload = marshal.dumps((list(argv), None if env is None else dict(env), cwd, stdio is not None,
                              domain is not None))
     fds = [*(stdio or ()), *((domain.ruleset,) if domain is not None else ())]
     try:
         socket.send_fds(pending.link, [_HEADER.pack(len(payload))], fds)
         pending.link.sendall(payload)
-    except OSError:
-        pass  # the child is gone: its report says why, or its end does
+        return True
+    except OSError:  # its report may say why
+        return False
     finally:
         pending.link.close()
+
+
+def wait_for_exec(pending: Pending, told: bool) -> Child:
+    """Once the child that was `told` its command has exec'd (its exec event is then
+    waiting for the supervisor); raises ExecFailed, or SandboxError where it failed
+    before."""
+    pid = pending.pid
     with os.fdopen(pending.report, "rb") as report:
         failure = report.read()
-    if failure:
+    if failure or not told:
         os.waitpid(pid, _ptrace.WALL)
         stage, _, detail = os.fsdecode(failure).partition(":")
         if stage == "exec":
             status, _, message = detail.partition(":")
             raise ExecFailed(message, int(status))
+        if not failure:
+            raise SandboxError("cannot start the sandbox: its first process died before its command")
         raise SandboxError(f"cannot start the sandbox: {stage} failed: {os.strerror(int(detail))}")
     return Child(pid)
 
@@ -157,6 +165,14 @@ def _child(link: socket.socket, program: bytes, inheritance: Inheritance, limits
     stage = "startup"
     try:
         os.close(report_read)
+        # What needs nothing of the command first (a warm sandbox's child does it before
+        # its run comes). Root could raise its limits again, were CAP_SYS_RESOURCE left to it.
+        stage = "capabilities"
+        _drop_capabilities(libc.CAP_SYS_PTRACE, *((libc.CAP_SYS_RESOURCE,) if limits.limits else ()),
+                           *((libc.CAP_SYS_TIME,) if clock_fixed else ()))
+        stage = "no_new_privs"
+        prctl(PR_SET_NO_NEW_PRIVS, 1)
+        stage = "startup"
         # The parent has seized us and tells the command (or has given up: EOF).
         header, fds, _, _ = socket.recv_fds(link, _HEADER.size, _MAX_FDS)
         header += _receive(link, _HEADER.size - len(header))
@@ -182,12 +198,6 @@ def _child(link: socket.socket, program: bytes, inheritance: Inheritance, limits
         environment = dict(os.environ if env is None else env)
         if inheritance.listen_fds:
             environment["LISTEN_PID"] = str(os.getpid())
-        stage = "capabilities"
-        # Root could raise its limits again, were CAP_SYS_RESOURCE left to it.
-        _drop_capabilities(libc.CAP_SYS_PTRACE, *((libc.CAP_SYS_RESOURCE,) if limits.limits else ()),
-                           *((libc.CAP_SYS_TIME,) if clock_fixed else ()))
-        stage = "no_new_privs"
-        prctl(PR_SET_NO_NEW_PRIVS, 1)
         stage = "landlock"
         if domain is not None:
             domain.enter()
