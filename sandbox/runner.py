@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 from typing import NamedTuple
 from collections.abc import Callable, Mapping, Sequence
 
@@ -36,11 +35,13 @@ def run(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
 
 
 class Prepared(NamedTuple):
-    """The start-up work for a profile: the filter, and the descriptor the tracees hand
-    theirs over on where pidfd_getfd is refused (None where it is not)."""
+    """The start-up work for a profile: the filter, the descriptor the tracees hand
+    theirs over on where pidfd_getfd is refused (None where it is not), and whether
+    tracing was checked once for all runs (`checked`)."""
 
     program: bytes
     channel: int | None
+    tracing_checked: bool = False
 
 
 def prepare(profile: Profile, watch_destinations: bool = False) -> Prepared:
@@ -51,6 +52,13 @@ def prepare(profile: Profile, watch_destinations: bool = False) -> Prepared:
     supervision = Supervision(credentials=credentials("self").privileged,
                               destinations=watch_destinations, channel=channel)
     return Prepared(filter.build(profile, supervision), channel)
+
+
+def checked(prepared: Prepared) -> Prepared:
+    """`prepared`, with the kernel's tracing checked (spawn.check_tracing) for the many
+    runs of a warm sandbox."""
+    spawn.check_tracing(prepared.program)
+    return prepared._replace(tracing_checked=True)
 
 
 class Ahead(NamedTuple):
@@ -75,7 +83,7 @@ def ahead(profile: Profile, prepared: Prepared, inheritance: Inheritance = Inher
     spawn.prctl(spawn.PR_SET_CHILD_SUBREAPER, 1)
     signals.block()
     pending = spawn.fork_traced(prepared.program, inheritance, profile.process, channel,
-                                clock_fixed=profile.uses_exe)
+                                clock_fixed=profile.uses_exe, probe=not prepared.tracing_checked)
     # Processes in the sandbox run as our user; they must not be able to read or write
     # the supervisor's memory, which being non-dumpable forbids. Only after the fork:
     # the child would inherit it, and an unprivileged tracer cannot seize a
@@ -86,8 +94,9 @@ def ahead(profile: Profile, prepared: Prepared, inheritance: Inheritance = Inher
 
 def abandon(started: Ahead) -> None:
     """End a child forked ahead whose run never came."""
-    os.kill(started.pending.pid, signal.SIGKILL)
-    os.waitpid(started.pending.pid, _ptrace.WALL)
+    spawn.abandon(started.pending)
+    if started.channel is not None:
+        started.channel.close()
 
 
 def supervise(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),

@@ -78,12 +78,13 @@ _MAX_FDS = 4
 
 
 def fork_traced(program: bytes, inheritance: Inheritance = Inheritance(), limits: Process = Process(),
-                channel: Channel | None = None, clock_fixed: bool = False) -> Pending:
+                channel: Channel | None = None, clock_fixed: bool = False, probe: bool = True) -> Pending:
     """Fork the command's first process under ptrace, to run under the filter
     `program` with the per-process `limits`, and unable to set the clock where
     `clock_fixed` (which the change times executables.py trusts come from). It inherits
     `inheritance`'s descriptors and `channel` now, and dies with this process (the
-    kernel's PTRACE_O_EXITKILL) if `tell` never comes."""
+    kernel's PTRACE_O_EXITKILL) if `tell` never comes. `probe`: check on it that the
+    kernel answers PTRACE_GET_SYSCALL_INFO (where `check_tracing` has not)."""
     link, theirs = socket.socketpair()
     report_read, report_write = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -93,7 +94,7 @@ def fork_traced(program: bytes, inheritance: Inheritance = Inheritance(), limits
     theirs.close()
     os.close(report_write)
     try:
-        _seize_and_probe(pid)
+        _seize_and_probe(pid, probe)
     except SandboxError:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, _ptrace.WALL)
@@ -101,6 +102,21 @@ def fork_traced(program: bytes, inheritance: Inheritance = Inheritance(), limits
         os.close(report_read)
         raise
     return Pending(pid, link, report_read)
+
+
+def abandon(pending: Pending) -> None:
+    """End a child that was never told its command."""
+    pending.link.close()
+    os.close(pending.report)
+    os.kill(pending.pid, signal.SIGKILL)
+    os.waitpid(pending.pid, _ptrace.WALL)
+
+
+def check_tracing(program: bytes) -> None:
+    """Refuse, as a first spawn would, where this process cannot trace its children as
+    sockbox needs: once for the many runs of a warm sandbox, whose spawns then skip the
+    probe (the kernel does not change under it)."""
+    abandon(fork_traced(program))
 
 
 def tell(pending: Pending, argv: Sequence[str], env: Mapping[str, str] | None = None,
@@ -141,15 +157,17 @@ def wait_for_exec(pending: Pending, told: bool) -> Child:
     return Child(pid)
 
 
-def _seize_and_probe(pid: int) -> None:
-    """Seize the child while it waits on the pipe, and check on it, before it runs
-    anything, that the kernel answers PTRACE_GET_SYSCALL_INFO (Linux 5.3)."""
+def _seize_and_probe(pid: int, probe: bool) -> None:
+    """Seize the child before it has its command, and with `probe` check on it that the
+    kernel answers PTRACE_GET_SYSCALL_INFO (Linux 5.3)."""
     try:
         _ptrace.seize(pid)
     except OSError as error:
         reason = os.strerror(error.errno) if error.errno else str(error)
         raise SandboxError(f"cannot trace the command (ptrace: {reason}); "
                            "a container must allow ptrace of one's own children") from None
+    if not probe:
+        return
     _ptrace.interrupt(pid)
     os.waitpid(pid, _ptrace.WALL)
     try:

@@ -68,7 +68,7 @@ def _start(control: socket.socket) -> tuple[Profile, runner.Prepared] | None:
     except Exception as error:  # e.g. a class of the caller's that cannot be imported here
         raise UsageError(f"cannot hand the profile to the supervisor process: {error}") from None
     assert isinstance(setup, Setup)
-    return setup.profile, runner.prepare(setup.profile, watch_destinations=True)
+    return setup.profile, runner.checked(runner.prepare(setup.profile, watch_destinations=True))
 
 
 def _trusted(payload: bytes) -> object:
