@@ -64,32 +64,51 @@ def checked(prepared: Prepared) -> Prepared:
 class Ahead(NamedTuple):
     """A run's start-up that needs nothing of its command (which a warm sandbox does
     before its run comes): the child forked, seized and waiting for the command, the
-    handover channel it inherited, and the supervisor's own credentials."""
+    handover channel it inherited, the supervisor's own credentials, and the Landlock
+    domain where it was built too (`domain_built`)."""
 
     pending: spawn.Pending
     channel: handover.Channel | None
     ours: Credentials
+    domain: Domain | None = None
+    domain_built: bool = False
 
 
-def ahead(profile: Profile, prepared: Prepared, inheritance: Inheritance = Inheritance()) -> Ahead:
-    """Fork the command's first process ahead of its command. From here this process
+def ahead(profile: Profile, prepared: Prepared, inheritance: Inheritance = Inheritance(),
+          build_domain: bool = False) -> Ahead:
+    """Fork the command's first process ahead of its command; with `build_domain`, build
+    its Landlock domain too where that needs nothing of the command either (no
+    [filesystem] paths to find from its working directory). From here this process
     supervises it: it must not end without `supervise` (the child dies with it)."""
     if prepared.channel is not None and prepared.channel in inheritance.descriptors():
         raise UsageError(f"descriptor {prepared.channel} is the one sockbox hands descriptors "
                          "over on here (pidfd_getfd is refused): it cannot be kept")
+    domain_built = build_domain and profile.filesystem is None
+    domain = _domain(profile, None) if domain_built else None
     channel = handover.Channel() if prepared.channel is not None else None
     ours = credentials("self")
     # Orphans of the command are reparented to us, so that we can reap them.
     spawn.prctl(spawn.PR_SET_CHILD_SUBREAPER, 1)
     signals.block()
-    pending = spawn.fork_traced(prepared.program, inheritance, profile.process, channel,
-                                clock_fixed=profile.uses_exe, probe=not prepared.tracing_checked)
+    try:
+        pending = spawn.fork_traced(prepared.program, inheritance, profile.process, channel,
+                                    clock_fixed=profile.uses_exe, probe=not prepared.tracing_checked)
+    except BaseException:
+        for made in (domain, channel):
+            if made is not None:
+                made.close()
+        raise
     # Processes in the sandbox run as our user; they must not be able to read or write
     # the supervisor's memory, which being non-dumpable forbids. Only after the fork:
     # the child would inherit it, and an unprivileged tracer cannot seize a
     # non-dumpable process.
     spawn.prctl(PR_SET_DUMPABLE, 0)
-    return Ahead(pending, channel, ours)
+    return Ahead(pending, channel, ours, domain, domain_built)
+
+
+def _domain(profile: Profile, cwd: str | None) -> Domain | None:
+    return Domain.for_profile(profile.filesystem, profile.process, profile.source, cwd,
+                              procfs_unwritable=profile.uses_exe)
 
 
 def abandon(started: Ahead) -> None:
@@ -97,6 +116,8 @@ def abandon(started: Ahead) -> None:
     spawn.abandon(started.pending)
     if started.channel is not None:
         started.channel.close()
+    if started.domain is not None:
+        started.domain.close()
 
 
 def supervise(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
@@ -114,8 +135,7 @@ def supervise(profile: Profile, argv: Sequence[str], sinks: Sequence[Sink] = (),
         prepared = prepare(profile, watch_destinations)
     vouching = (executables.Vouching(executables.settings_of(os.environ if env is None else env))
                 if profile.uses_exe else None)
-    domain = Domain.for_profile(profile.filesystem, profile.process, profile.source, cwd,
-                                procfs_unwritable=profile.uses_exe)
+    domain = started.domain if started is not None and started.domain_built else _domain(profile, cwd)
     channel = None
     try:
         if started is None:

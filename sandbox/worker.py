@@ -154,7 +154,7 @@ def _wait_for_run(link: socket.socket, profile: Profile, program: runner.Prepare
     supervisor."""
     started: runner.Ahead | None
     try:
-        started = runner.ahead(profile, program)
+        started = runner.ahead(profile, program, build_domain=True)
     except Exception:  # the run's own start tries again, and says what fails
         started = None
     frame = channel.receive_frame(link)
