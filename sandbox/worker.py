@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import os
 import pickle
+import select
 import selectors
 import signal
 import socket
@@ -127,8 +128,13 @@ def _serve(control: socket.socket, profile: Profile, program: runner.Prepared) -
                 continue
             frame = channel.receive_frame(control)
             if frame is None:  # the box was closed (or the caller is gone): end its runs
+                # The spare ends by itself at the end of its link, and reaps the child it
+                # forked ahead (killed, it would leave that child to init as a zombie).
+                if spare is not None:
+                    spare.link.close()
                 for pidfd, pid in children.items():
-                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                    if spare is None or pidfd != spare.pidfd or not select.select([pidfd], [], [], 1)[0]:
+                        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
                     os.waitpid(pid, 0)
                 return
             payload, fds = frame
