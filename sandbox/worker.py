@@ -23,6 +23,9 @@ import sys
 from typing import Any, NamedTuple, NoReturn
 
 from . import channel, runner, signals
+# What the supervisor imports only at a stop (so that a `sockbox run` that never stops never
+# loads it), loaded here once: every run's supervisor is a fork of this process.
+from . import emulate, impersonate  # noqa: F401
 from .audit import Sink
 from .channel import Request, Setup
 from .errors import ExecFailed, SandboxError, UsageError
