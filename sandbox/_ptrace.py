@@ -1,9 +1,9 @@
 """The one place that speaks ptrace and reads tracee memory.
 
-python-ptrace supplies the ptrace() binding and the register layout; what it lacks
-(PTRACE_SEIZE/INTERRUPT/LISTEN, the seccomp and exit-kill options,
-PTRACE_GET_SYSCALL_INFO, process_vm_readv) is added here with ctypes. Every call that
-names a tracee may find it gone (killed, exited); that is `TraceeGone`, never a crash.
+ptrace() is glibc's, through the one ctypes handle (libc.py); the request numbers, the
+options and the x86_64 register file are the kernel's ABI (include/uapi/linux/ptrace.h,
+arch/x86/include/asm/user_64.h). A failed request is an OSError; every call that names
+a tracee may find it gone (killed, exited), which is `TraceeGone`, never a crash.
 """
 
 from __future__ import annotations
@@ -15,41 +15,60 @@ import os
 from typing import Any, NamedTuple
 from collections.abc import Iterator
 
-from ptrace import PtraceError
-from ptrace.binding import func as _pt
-
 from . import _fastpath
 from .abi import Abi
 from .errors import Malformed, TraceeGone
 from .libc import IoVec, libc, syscall
 
+PTRACE_PEEKDATA = 2
+PTRACE_POKEDATA = 5
+PTRACE_POKEUSER = 6
+PTRACE_CONT = 7
+PTRACE_GETREGS = 12
+PTRACE_SETREGS = 13
+PTRACE_SYSCALL = 24
+PTRACE_GETEVENTMSG = 0x4201
 PTRACE_SEIZE = 0x4206
 PTRACE_INTERRUPT = 0x4207
 PTRACE_LISTEN = 0x4208
 PTRACE_GET_SYSCALL_INFO = 0x420E
 
-PTRACE_O_TRACEFORK = _pt.PTRACE_O_TRACEFORK
-PTRACE_O_TRACEVFORK = _pt.PTRACE_O_TRACEVFORK
-PTRACE_O_TRACECLONE = _pt.PTRACE_O_TRACECLONE
-PTRACE_O_TRACEEXEC = _pt.PTRACE_O_TRACEEXEC
+PTRACE_O_TRACESYSGOOD = 0x1
+PTRACE_O_TRACEFORK = 0x2
+PTRACE_O_TRACEVFORK = 0x4
+PTRACE_O_TRACECLONE = 0x8
+PTRACE_O_TRACEEXEC = 0x10
 PTRACE_O_TRACESECCOMP = 0x80
 PTRACE_O_EXITKILL = 0x100000
 
-PTRACE_EVENT_FORK = _pt.PTRACE_EVENT_FORK
-PTRACE_EVENT_VFORK = _pt.PTRACE_EVENT_VFORK
-PTRACE_EVENT_CLONE = _pt.PTRACE_EVENT_CLONE
-PTRACE_EVENT_EXEC = _pt.PTRACE_EVENT_EXEC
+PTRACE_EVENT_FORK = 1
+PTRACE_EVENT_VFORK = 2
+PTRACE_EVENT_CLONE = 3
+PTRACE_EVENT_EXEC = 4
 PTRACE_EVENT_SECCOMP = 7
 PTRACE_EVENT_STOP = 128
 
 PTRACE_SYSCALL_INFO_SECCOMP = 3
 WALL = 0x40000000  # __WALL: wait for threads as well as processes
 
-PTRACE_O_TRACESYSGOOD = _pt.PTRACE_O_TRACESYSGOOD
 SYSCALL_STOP = 0x80 | 5  # WSTOPSIG of a syscall stop under TRACESYSGOOD: SIGTRAP | 0x80
 
 OPTIONS = (PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE
            | PTRACE_O_TRACEEXEC | PTRACE_O_TRACESECCOMP | PTRACE_O_EXITKILL)
+
+_ptrace = libc.ptrace
+_ptrace.restype = ctypes.c_long
+_ptrace.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+
+
+class Registers(ctypes.Structure):
+    """struct user_regs_struct of x86_64 (what PTRACE_GETREGS fills in, for tracees of
+    both ABIs)."""
+
+    _fields_ = [(name, ctypes.c_ulong) for name in (
+        "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx",
+        "rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base", "ds",
+        "es", "fs", "gs")]
 
 
 @contextlib.contextmanager
@@ -57,15 +76,25 @@ def _gone_as_tracee_gone(pid: int) -> Iterator[None]:
     """ESRCH from a ptrace request: the tracee is gone (or no longer stopped)."""
     try:
         yield
-    except PtraceError as error:
+    except OSError as error:
         if error.errno == errno.ESRCH:
             raise TraceeGone(pid) from None
         raise
 
 
+def ptrace(command: int, pid: int, addr: int = 0, data: int = 0) -> int:
+    """One request; OSError where it fails. A peek's word comes back unsigned, and a
+    word of all ones is no error unless errno says so."""
+    ctypes.set_errno(0)
+    result = _ptrace(command, pid, addr, data)
+    if result == -1 and (err := ctypes.get_errno()):
+        raise OSError(err, f"ptrace({command:#x}, {pid}): {os.strerror(err)}")
+    return result & 0xFFFFFFFFFFFFFFFF
+
+
 def _request(command: int, pid: int, addr: int = 0, data: int = 0) -> int:
     with _gone_as_tracee_gone(pid):
-        return _pt.ptrace(command, pid, addr, data)
+        return ptrace(command, pid, addr, data)
 
 
 def seize(pid: int) -> None:
@@ -73,12 +102,12 @@ def seize(pid: int) -> None:
 
 
 def cont(pid: int, signal: int = 0) -> None:
-    _request(_pt.PTRACE_CONT, pid, 0, signal)
+    _request(PTRACE_CONT, pid, 0, signal)
 
 
 def cont_to_syscall_exit(pid: int) -> None:
     """Resume, stopping again when the current syscall returns."""
-    _request(_pt.PTRACE_SYSCALL, pid)
+    _request(PTRACE_SYSCALL, pid)
 
 
 def listen(pid: int) -> None:
@@ -91,7 +120,7 @@ def interrupt(pid: int) -> None:
 
 def event_message(pid: int) -> int:
     message = ctypes.c_ulong()
-    _request(_pt.PTRACE_GETEVENTMSG, pid, 0, ctypes.addressof(message))
+    _request(PTRACE_GETEVENTMSG, pid, 0, ctypes.addressof(message))
     return message.value
 
 
@@ -110,12 +139,11 @@ def syscall_info(pid: int) -> SyscallInfo:
     except OSError as error:
         if error.errno == errno.ESRCH:
             raise TraceeGone(pid) from None
-        raise PtraceError(str(error), errno=error.errno) from None
+        raise
 
 
-_REGS = _pt.ptrace_registers_t
-_ORIG_RAX = _REGS.orig_rax.offset
-_RAX = _REGS.rax.offset
+_ORIG_RAX = Registers.orig_rax.offset
+_RAX = Registers.rax.offset
 # Where each ABI's syscall arguments live in the x86_64 register file, in order.
 ARGUMENT_REGISTERS = {Abi.X86_64: ("rdi", "rsi", "rdx", "r10", "r8", "r9"),
                       Abi.I386: ("rbx", "rcx", "rdx", "rsi", "rdi", "rbp")}
@@ -123,29 +151,29 @@ ARGUMENT_REGISTERS = {Abi.X86_64: ("rdi", "rsi", "rdx", "r10", "r8", "r9"),
 
 def set_result(pid: int, value: int) -> None:
     """At a seccomp stop: skip the syscall and make it return `value` (-errno on error)."""
-    _request(_pt.PTRACE_POKEUSER, pid, _ORIG_RAX, (1 << 64) - 1)
-    _request(_pt.PTRACE_POKEUSER, pid, _RAX, value & ((1 << 64) - 1))
+    _request(PTRACE_POKEUSER, pid, _ORIG_RAX, (1 << 64) - 1)
+    _request(PTRACE_POKEUSER, pid, _RAX, value & ((1 << 64) - 1))
 
 
 def fail_syscall(pid: int, err: int) -> None:
     set_result(pid, -err)
 
 
-def registers(pid: int) -> Any:
-    with _gone_as_tracee_gone(pid):
-        return _pt.ptrace_getregs(pid)
+def registers(pid: int) -> Registers:
+    regs = Registers()
+    _request(PTRACE_GETREGS, pid, 0, ctypes.addressof(regs))
+    return regs
 
 
-def set_registers(pid: int, regs: Any) -> None:
-    with _gone_as_tracee_gone(pid):
-        _pt.ptrace_setregs(pid, regs)
+def set_registers(pid: int, regs: Registers) -> None:
+    _request(PTRACE_SETREGS, pid, 0, ctypes.addressof(regs))
 
 
-def copy_registers(regs: Any) -> Any:
-    return _REGS.from_buffer_copy(regs)
+def copy_registers(regs: Registers) -> Registers:
+    return Registers.from_buffer_copy(regs)
 
 
-def rewrite_syscall(pid: int, abi: Abi, nr: int, args: tuple[int, ...]) -> Any:
+def rewrite_syscall(pid: int, abi: Abi, nr: int, args: tuple[int, ...]) -> Registers:
     """At a seccomp stop: make the tracee run another syscall of its ABI, or the same
     with other arguments (the kernel re-runs the filter on it). Returns the registers
     as they were, for `restore_after_rewrite` once the syscall returns."""
@@ -158,7 +186,7 @@ def rewrite_syscall(pid: int, abi: Abi, nr: int, args: tuple[int, ...]) -> Any:
     return original
 
 
-def restore_after_rewrite(pid: int, original: Any) -> None:
+def restore_after_rewrite(pid: int, original: Registers) -> None:
     """At the syscall-exit stop after a rewrite: every register as it was but the result.
     i386 code relies on the kernel preserving the argument registers (ebx is the GOT
     pointer of PIC code), and a syscall the kernel restarts after a signal must restart
@@ -208,7 +236,7 @@ class TraceeMemory:
         words[address - start:address - start + len(data)] = data
         for offset in range(0, len(words), _WORD):
             word = int.from_bytes(words[offset:offset + _WORD], "little")
-            self._word_request(_pt.PTRACE_POKEDATA, start + offset, word)
+            self._word_request(PTRACE_POKEDATA, start + offset, word)
 
     def _check_range(self, address: int, length: int) -> None:
         if length < 0 or length > MAX_READ or address < 0 or address + length > 1 << 64:
@@ -232,15 +260,14 @@ class TraceeMemory:
     def _peek_words(self, address: int, length: int) -> bytes:
         start = address - address % _WORD
         end = address + length
-        return b"".join(self._word_request(_pt.PTRACE_PEEKDATA, word, 0).to_bytes(_WORD, "little")
+        return b"".join(self._word_request(PTRACE_PEEKDATA, word, 0).to_bytes(_WORD, "little")
                         for word in range(start, end, _WORD))
 
     def _word_request(self, command: int, address: int, data: int) -> int:
-        ctypes.set_errno(0)  # a peeked word of all ones is not an error unless errno says so
         try:
             with _gone_as_tracee_gone(self.pid):
-                return _pt.ptrace(command, self.pid, address, data, check_errno=True)
-        except PtraceError:
+                return ptrace(command, self.pid, address, data)
+        except OSError:
             raise Malformed(errno.EFAULT, f"word at {address:#x}") from None
 
 

@@ -1,8 +1,9 @@
 """Per-ABI facts: audit arches, word sizes, syscall numbers, socketcall's subcalls.
 
-Syscall numbers come from libseccomp (through pyseccomp), never from hand tables. On
-i386 libseccomp names the socket calls by negative "multiplexed" pseudo numbers, so
-the direct ones (Linux 4.3+) are found by resolving numbers back to names.
+Syscall numbers come from libseccomp, never from hand tables: from the table it gave
+when sockbox was built (syscalls.py). It was asked number by number, because on i386
+it names the socket calls by negative "multiplexed" pseudo numbers, so the direct ones
+(Linux 4.3+) are found only by resolving numbers back to names.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import enum
 import functools
 from typing import NamedTuple
 
-import pyseccomp
-
+from . import _syscalls
 from .names import SUBCALLS
+from .syscalls import AUDIT_ARCHES
 
 
 class Abi(enum.Enum):
@@ -33,7 +34,7 @@ class Abi(enum.Enum):
         return _WORD_MASK[self]
 
 
-_AUDIT_ARCH = {Abi.X86_64: pyseccomp.Arch.X86_64, Abi.I386: pyseccomp.Arch.X86}
+_AUDIT_ARCH = {abi: AUDIT_ARCHES[abi.value] for abi in Abi}
 _WORD_SIZE = {Abi.X86_64: 8, Abi.I386: 4}
 _WORD_MASK = {abi: (1 << (8 * size)) - 1 for abi, size in _WORD_SIZE.items()}
 _BY_ARCH = {arch: abi for abi, arch in _AUDIT_ARCH.items()}
@@ -86,27 +87,15 @@ class SocketSyscall(NamedTuple):
     call: str  # a subcall name, or "socketcall"
 
 
-@functools.cache
-def _numbers(abi: Abi) -> dict[str, int]:
-    arch = abi.audit_arch
-    numbers: dict[str, int] = {}
-    for nr in range(1024):
-        try:
-            numbers[pyseccomp.resolve_syscall(arch, nr).decode()] = nr
-        except ValueError:
-            continue
-    return numbers
-
-
 def syscall_number(abi: Abi, name: str) -> int | None:
     """The number of a syscall on an ABI, or None where the ABI lacks it."""
-    return _numbers(abi).get(name)
+    return _syscalls.NUMBERS[abi.value].get(name)
 
 
 def syscall_name(abi: Abi, nr: int) -> str | None:
     """The name of a syscall number on an ABI (recvmmsg_time64, where SocketSyscall.call
     says recvmmsg)."""
-    return next((name for name, number in _numbers(abi).items() if number == nr), None)
+    return next((name for name, number in _syscalls.NUMBERS[abi.value].items() if number == nr), None)
 
 
 # Syscalls that are another name for a socket call: i386's recvmmsg with a 64-bit timeout.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -51,6 +50,8 @@ class Event:
                 if value is not None or key in self._ALWAYS}
 
     def to_json(self) -> str:
+        import json  # where a sink writes JSON: a quiet run never does
+
         return json.dumps(self.to_dict())
 
     @classmethod
@@ -290,6 +291,8 @@ class AuditLog:
             if sink.denials_only:
                 continue
             if sink.format == "json":
+                import json
+
                 line = json.dumps(record)
             else:
                 made = ", ".join(f"{call} {action} {n}" for call, by_action in counts.items()

@@ -19,7 +19,6 @@ Paths stay as written here; `domain` resolves them when a sandbox starts.
 from __future__ import annotations
 
 import enum
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -242,6 +241,8 @@ def _toml_string(text: str) -> str:
     path that is not UTF-8 (a lone surrogate) has no TOML spelling."""
     if any(0xD800 <= ord(char) <= 0xDFFF for char in text):
         raise UsageError(f"{text.encode(errors='surrogateescape')!r} is not UTF-8: a profile cannot hold it")
+    import json  # only to write a profile: not on a run's start
+
     return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 

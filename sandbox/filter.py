@@ -10,7 +10,7 @@ BPF. `sockbox show` prints the same plan, so what it says is what the kernel run
 libseccomp's own rule builder is not used: for i386 it rewrites a rule on a socket
 call into one on socketcall(102) and silently drops the rule's argument conditions
 there, which would turn "allow socket(AF_UNIX)" into "allow every socketcall socket()".
-pyseccomp still supplies the arch constants and the syscall numbers.
+libseccomp still supplies the syscall numbers (abi.py).
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ import itertools
 from dataclasses import dataclass, field
 from collections.abc import Iterable, Sequence
 
-import pyseccomp
-
 from . import bpf, libc
 from .abi import (Abi, SOCKETCALL, X32_SYSCALL_BIT, SocketSyscall, credential_syscalls, fork_syscalls,
                   socket_syscalls, subcall_number, syscall_number)
@@ -32,13 +30,16 @@ from .names import (AF_INET, AF_INET6, AF_PACKET, MSG_FASTOPEN, SOCK_PACKET, SOC
 from .profile import Profile
 from .rules import ADDRESS_KEYS, Action, Rule, Verdict
 
-RET_ALLOW = pyseccomp.ALLOW
-RET_KILL_PROCESS = pyseccomp.KILL_PROCESS
-RET_TRACE = pyseccomp.TRACE(0)
+# The filter's returns (SECCOMP_RET_*, include/uapi/linux/seccomp.h).
+RET_ALLOW = 0x7FFF0000
+RET_KILL_PROCESS = 0x80000000
+RET_TRACE = 0x7FF00000  # with data 0
+_RET_ERRNO = 0x00050000
+_RET_DATA = 0x0000FFFF
 
 
 def RET_ERRNO(number: int) -> int:
-    return pyseccomp.ERRNO(number)
+    return _RET_ERRNO | (number & _RET_DATA)
 
 
 CLONE_UNTRACED = 0x00800000

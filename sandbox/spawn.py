@@ -1,17 +1,24 @@
-"""Start the command: fork; the child waits to be seized, drops CAP_SYS_PTRACE, sets
-NO_NEW_PRIVS, loads the filter and execs. What fails in the child travels back over a
-close-on-exec pipe."""
+"""Start the command: fork; the child drops CAP_SYS_PTRACE, sets NO_NEW_PRIVS, waits to
+be seized and told its command, enters its Landlock domain, loads the filter and execs.
+What fails in the child travels back over a close-on-exec pipe.
+
+Forking, seizing and checking on the child (`fork_traced`), and the child's first
+steps, need nothing of the command, so a warm sandbox does them ahead of its run; the
+command itself (its words, environment, working directory, stdio and Landlock domain)
+follows over a socket (`tell`)."""
 
 from __future__ import annotations
 
 import errno
+import marshal
 import os
 import resource
 import signal
+import socket
+import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 from collections.abc import Mapping, Sequence
-
-from ptrace import PtraceError
 
 from . import _ptrace, filter, libc
 from .confine import Process
@@ -55,73 +62,145 @@ def prctl(option: int, value: int, arg3: int = 0) -> None:
         raise libc.last_error("prctl")
 
 
-def spawn(argv: Sequence[str], program: bytes, env: Mapping[str, str] | None = None,
-          cwd: str | None = None, inheritance: Inheritance = Inheritance(),
-          domain: Domain | None = None, limits: Process = Process(),
-          channel: Channel | None = None, clock_fixed: bool = False) -> Child:
-    """Fork the command under ptrace and the filter, in `domain`, with the
-    per-process `limits`, and unable to set the clock where `clock_fixed` (which the
-    change times executables.py trusts come from). Returns once it has exec'd (its
-    exec event is then waiting for the supervisor); raises ExecFailed otherwise."""
-    go_read, go_write = os.pipe()
+class Pending(NamedTuple):
+    """A child forked, seized and checked on, waiting on `link` for its command; its
+    failures to start come on `report`."""
+
+    pid: int
+    link: socket.socket
+    report: int
+
+
+# The header of the command's message: the length of what follows.
+_HEADER = struct.Struct("=Q")
+# The descriptors that come with it: stdin, stdout, stderr (where given), the ruleset.
+_MAX_FDS = 4
+
+
+def fork_traced(program: bytes, inheritance: Inheritance = Inheritance(), limits: Process = Process(),
+                channel: Channel | None = None, clock_fixed: bool = False, probe: bool = True) -> Pending:
+    """Fork the command's first process under ptrace, to run under the filter
+    `program` with the per-process `limits`, and unable to set the clock where
+    `clock_fixed` (which the change times executables.py trusts come from). It inherits
+    `inheritance`'s descriptors and `channel` now, and dies with this process (the
+    kernel's PTRACE_O_EXITKILL) if `tell` never comes. `probe`: check on it that the
+    kernel answers PTRACE_GET_SYSCALL_INFO (where `check_tracing` has not)."""
+    link, theirs = socket.socketpair()
     report_read, report_write = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, reported through the pipe
-        _child(argv, program, env, cwd, inheritance, domain, limits, channel, clock_fixed, go_read,
-               go_write, report_read, report_write)
-    os.close(go_read)
+        link.close()
+        _child(theirs, program, inheritance, limits, channel, clock_fixed, report_read, report_write)
+    theirs.close()
     os.close(report_write)
     try:
-        _seize_and_probe(pid)
+        _seize_and_probe(pid, probe)
     except SandboxError:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, _ptrace.WALL)
-        for fd in (go_write, report_read):
-            os.close(fd)
+        link.close()
+        os.close(report_read)
         raise
-    os.write(go_write, b"g")
-    os.close(go_write)
-    with os.fdopen(report_read, "rb") as report:
+    return Pending(pid, link, report_read)
+
+
+def abandon(pending: Pending) -> None:
+    """End a child that was never told its command."""
+    pending.link.close()
+    os.close(pending.report)
+    os.kill(pending.pid, signal.SIGKILL)
+    os.waitpid(pending.pid, _ptrace.WALL)
+
+
+def check_tracing(program: bytes) -> None:
+    """Refuse, as a first spawn would, where this process cannot trace its children as
+    sockbox needs: once for the many runs of a warm sandbox, whose spawns then skip the
+    probe (the kernel does not change under it)."""
+    abandon(fork_traced(program))
+
+
+def tell(pending: Pending, argv: Sequence[str], env: Mapping[str, str] | None = None,
+         cwd: str | None = None, domain: Domain | None = None,
+         stdio: tuple[int, int, int] | None = None) -> bool:
+    """Hand the waiting child its command, to run in `domain`, with `stdio` in place of
+    the 0, 1 and 2 it inherited where given (only where this process's 0, 1 and 2 are
+    open, so that the child receives them above 2). False where the child was gone."""
+    payload = marshal.dumps((list(argv), None if env is None else dict(env), cwd, stdio is not None,
+                             domain is not None))
+    fds = [*(stdio or ()), *((domain.ruleset,) if domain is not None else ())]
+    try:
+        socket.send_fds(pending.link, [_HEADER.pack(len(payload))], fds)
+        pending.link.sendall(payload)
+        return True
+    except OSError:  # its report may say why
+        return False
+    finally:
+        pending.link.close()
+
+
+def wait_for_exec(pending: Pending, told: bool) -> Child:
+    """Once the child that was `told` its command has exec'd (its exec event is then
+    waiting for the supervisor); raises ExecFailed, or SandboxError where it failed
+    before."""
+    pid = pending.pid
+    with os.fdopen(pending.report, "rb") as report:
         failure = report.read()
-    if failure:
+    if failure or not told:
         os.waitpid(pid, _ptrace.WALL)
         stage, _, detail = os.fsdecode(failure).partition(":")
         if stage == "exec":
             status, _, message = detail.partition(":")
             raise ExecFailed(message, int(status))
+        if not failure:
+            raise SandboxError("cannot start the sandbox: its first process died before its command")
         raise SandboxError(f"cannot start the sandbox: {stage} failed: {os.strerror(int(detail))}")
     return Child(pid)
 
 
-def _seize_and_probe(pid: int) -> None:
-    """Seize the child while it waits on the pipe, and check on it, before it runs
-    anything, that the kernel answers PTRACE_GET_SYSCALL_INFO (Linux 5.3)."""
+def _seize_and_probe(pid: int, probe: bool) -> None:
+    """Seize the child before it has its command, and with `probe` check on it that the
+    kernel answers PTRACE_GET_SYSCALL_INFO (Linux 5.3)."""
     try:
         _ptrace.seize(pid)
-    except PtraceError as error:
+    except OSError as error:
         reason = os.strerror(error.errno) if error.errno else str(error)
         raise SandboxError(f"cannot trace the command (ptrace: {reason}); "
                            "a container must allow ptrace of one's own children") from None
+    if not probe:
+        return
     _ptrace.interrupt(pid)
     os.waitpid(pid, _ptrace.WALL)
     try:
         _ptrace.syscall_info(pid)
-    except PtraceError as error:
+    except OSError as error:
         raise UnsupportedKernel(f"the kernel lacks PTRACE_GET_SYSCALL_INFO (Linux 5.3): "
                                 f"{os.strerror(error.errno or errno.EIO)}") from None
     _ptrace.cont(pid)
 
 
-def _child(argv: Sequence[str], program: bytes, env: Mapping[str, str] | None, cwd: str | None,
-           inheritance: Inheritance, domain: Domain | None, limits: Process,
-           channel: Channel | None, clock_fixed: bool, go_read: int, go_write: int,
-           report_read: int, report_write: int) -> None:
+def _child(link: socket.socket, program: bytes, inheritance: Inheritance, limits: Process,
+           channel: Channel | None, clock_fixed: bool, report_read: int, report_write: int) -> None:
     stage = "startup"
     try:
-        os.close(go_write)
         os.close(report_read)
-        os.read(go_read, 1)  # the parent has seized us (or given up)
-        os.close(go_read)
+        # What needs nothing of the command first (a warm sandbox's child does it before
+        # its run comes). Root could raise its limits again, were CAP_SYS_RESOURCE left to it.
+        stage = "capabilities"
+        _drop_capabilities(libc.CAP_SYS_PTRACE, *((libc.CAP_SYS_RESOURCE,) if limits.limits else ()),
+                           *((libc.CAP_SYS_TIME,) if clock_fixed else ()))
+        stage = "no_new_privs"
+        prctl(PR_SET_NO_NEW_PRIVS, 1)
+        stage = "startup"
+        # The parent has seized us and tells the command (or has given up: EOF).
+        header, fds, _, _ = socket.recv_fds(link, _HEADER.size, _MAX_FDS)
+        header += _receive(link, _HEADER.size - len(header))
+        argv, env, cwd, has_stdio, has_domain = marshal.loads(_receive(link, _HEADER.unpack(header)[0]))
+        link.close()
+        if has_stdio:
+            for target, fd in enumerate(fds[:3]):
+                os.dup2(fd, target)
+                os.close(fd)
+        domain = Domain(fds[-1], None) if has_domain else None
         stage = "signals"
         for signum in _RESTORED_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
@@ -137,12 +216,6 @@ def _child(argv: Sequence[str], program: bytes, env: Mapping[str, str] | None, c
         environment = dict(os.environ if env is None else env)
         if inheritance.listen_fds:
             environment["LISTEN_PID"] = str(os.getpid())
-        stage = "capabilities"
-        # Root could raise its limits again, were CAP_SYS_RESOURCE left to it.
-        _drop_capabilities(libc.CAP_SYS_PTRACE, *((libc.CAP_SYS_RESOURCE,) if limits.limits else ()),
-                           *((libc.CAP_SYS_TIME,) if clock_fixed else ()))
-        stage = "no_new_privs"
-        prctl(PR_SET_NO_NEW_PRIVS, 1)
         stage = "landlock"
         if domain is not None:
             domain.enter()
@@ -159,6 +232,17 @@ def _child(argv: Sequence[str], program: bytes, env: Mapping[str, str] | None, c
     except BaseException:
         os.write(report_write, f"{stage}:{errno.EINVAL}".encode())
     os._exit(127)
+
+
+def _receive(link: socket.socket, length: int) -> bytes:
+    """Exactly `length` bytes from the parent; EOFError where it gave up before."""
+    data = b""
+    while len(data) < length:
+        chunk = link.recv(length - len(data))
+        if not chunk:
+            raise EOFError("the parent gave up")
+        data += chunk
+    return data
 
 
 def _exec(argv: Sequence[str], environment: dict[str, str]) -> None:

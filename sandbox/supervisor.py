@@ -19,7 +19,7 @@ import signal
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Callable, Sequence
 
 from . import _fastpath, _ptrace, handover, procfs, sharing
@@ -29,17 +29,18 @@ from .audit import AuditLog, Event, make_event
 from .calls import Subject, describe, int32
 from .decode import Unix, decode_words
 from .domain import Domain
-from .emulate import RETRY_NS, Breach, Done, Outcome, Wait, emulate, needs_emulation, wait_for
 from .errors import Malformed, NeedDescriptor, SandboxError, SupervisorError, TraceeGone
 from .executables import Vouching
 from .filter import DESTINATION_CALLS
-from .impersonate import emulate_as
 from .names import AF_INET, AF_INET6, MSG_DONTWAIT, SOCK_DGRAM, SOCK_TYPE_MASK, SUBCALLS
 from .processes import ProcessCount
 from .profile import Profile
 from .rules import Action, Call, Verdict, needs_socket, socket_decides
 from .signals import DiedBySignal
 from .tracee import Credentials, FrozenCall, Handing, StopContext, ThreadState, Waiting
+
+if TYPE_CHECKING:  # imported where a stop needs them: a run that never stops never loads them
+    from .emulate import Outcome, Wait
 
 _GROUP_STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
 _FORK_EVENTS = {_ptrace.PTRACE_EVENT_FORK, _ptrace.PTRACE_EVENT_VFORK, _ptrace.PTRACE_EVENT_CLONE}
@@ -375,6 +376,8 @@ class Supervisor:
             blocking = not nonblocking_file and not (flags_at is not None and args[flags_at] & MSG_DONTWAIT)
             ready = bool(select.select([copy], [], [], 0)[0])
             if blocking and not ready:
+                from .emulate import Wait
+
                 timeout = _receive_timeout_ns(copy)
                 wait = Wait(subject.fd, timeout, timed_out=-errno.EAGAIN if timeout else None,
                             readable=True)
@@ -568,6 +571,9 @@ class Supervisor:
             _ptrace.fail_syscall(tid, verdict.errno)
             _ptrace.cont(tid)
             return
+        from .emulate import emulate, needs_emulation
+        from .impersonate import emulate_as
+
         first = subjects[0]
         if not self.may_create(first, stop):
             _ptrace.fail_syscall(tid, errno.EACCES)  # as Landlock refuses it
@@ -607,6 +613,8 @@ class Supervisor:
     def complete(self, tid: int, thread: ThreadState, abi: Abi, outcome: Outcome,
                  memory: _ptrace.TraceeMemory) -> None:
         """Hand the tracee the outcome of a call the supervisor performed."""
+        from .emulate import Breach, Done, Wait
+
         if isinstance(outcome, Breach):
             raise SupervisorError(outcome.reason)
         if isinstance(outcome, Wait):
@@ -627,6 +635,8 @@ class Supervisor:
                    send_timeout_ns: int) -> None:
         """_fastpath performed a blocking call (judged and counted) that the tracee must
         now wait for, as `emulate` would have it wait."""
+        from .emulate import wait_for
+
         abi = abi_of(arch)
         assert abi is not None
         thread = self.threads[tid]
@@ -650,6 +660,8 @@ class Supervisor:
         """Turn the tracee's call into ppoll(fd, POLLOUT, timeout), or a ppoll on nothing
         that sleeps: it waits in its own context, where signals and job control reach
         it, not stopped in ours."""
+        from .emulate import RETRY_NS
+
         original = _ptrace.registers(tid)
         below_stack = (original.rsp - _BELOW_RED_ZONE) & ~15
         timeout = wait.timeout_ns

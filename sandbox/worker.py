@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import os
 import pickle
+import select
 import selectors
 import signal
 import socket
@@ -22,6 +23,9 @@ import sys
 from typing import Any, NamedTuple, NoReturn
 
 from . import channel, runner, signals
+# What the supervisor imports only at a stop (so that a `sockbox run` that never stops never
+# loads it), loaded here once: every run's supervisor is a fork of this process.
+from . import emulate, impersonate  # noqa: F401
 from .audit import Sink
 from .channel import Request, Setup
 from .errors import ExecFailed, SandboxError, UsageError
@@ -68,7 +72,7 @@ def _start(control: socket.socket) -> tuple[Profile, runner.Prepared] | None:
     except Exception as error:  # e.g. a class of the caller's that cannot be imported here
         raise UsageError(f"cannot hand the profile to the supervisor process: {error}") from None
     assert isinstance(setup, Setup)
-    return setup.profile, runner.prepare(setup.profile, watch_destinations=True)
+    return setup.profile, runner.checked(runner.prepare(setup.profile, watch_destinations=True))
 
 
 def _trusted(payload: bytes) -> object:
@@ -127,8 +131,13 @@ def _serve(control: socket.socket, profile: Profile, program: runner.Prepared) -
                 continue
             frame = channel.receive_frame(control)
             if frame is None:  # the box was closed (or the caller is gone): end its runs
+                # The spare ends by itself at the end of its link, and reaps the child it
+                # forked ahead (killed, it would leave that child to init as a zombie).
+                if spare is not None:
+                    spare.link.close()
                 for pidfd, pid in children.items():
-                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                    if spare is None or pidfd != spare.pidfd or not select.select([pidfd], [], [], 1)[0]:
+                        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
                     os.waitpid(pid, 0)
                 return
             payload, fds = frame
@@ -149,10 +158,17 @@ def _serve(control: socket.socket, profile: Profile, program: runner.Prepared) -
 
 
 def _wait_for_run(link: socket.socket, profile: Profile, program: runner.Prepared) -> NoReturn:
-    """A spare: wait for the run handed over on `link`, and be its supervisor."""
+    """A spare: fork the command's first process ahead (the slow part of a start that
+    needs nothing of the command), wait for the run handed over on `link`, and be its
+    supervisor."""
+    started: runner.Ahead | None
+    try:
+        started = runner.ahead(profile, program, build_domain=True)
+    except Exception:  # the run's own start tries again, and says what fails
+        started = None
     frame = channel.receive_frame(link)
     if frame is None:  # the box closed before this run came
-        os._exit(0)
+        _end_without_run(started)
     link.close()
     payload, fds = frame
     try:
@@ -161,11 +177,20 @@ def _wait_for_run(link: socket.socket, profile: Profile, program: runner.Prepare
     except Exception as error:
         if fds:
             os.write(fds[0], channel.line({"error": failure(error)}))
-        os._exit(0)
-    _run(request, fds, profile, program)
+        _end_without_run(started)
+    _run(request, fds, profile, program, started)
 
 
-def _run(request: Request, fds: list[int], profile: Profile, program: runner.Prepared) -> NoReturn:
+def _end_without_run(started: runner.Ahead | None) -> NoReturn:
+    """The child forked ahead dies with this process anyway; reaped here, it leaves no
+    zombie for whoever inherits it."""
+    if started is not None:
+        runner.abandon(started)
+    os._exit(0)
+
+
+def _run(request: Request, fds: list[int], profile: Profile, program: runner.Prepared,
+         started: runner.Ahead | None) -> NoReturn:
     """One run, in a child of its own: its stdio from the caller's descriptors, its
     audit records and its end on its channel."""
     try:
@@ -184,7 +209,8 @@ def _run(request: Request, fds: list[int], profile: Profile, program: runner.Pre
             # and it ends a run by killing it. A terminal's reach the command directly.
             status = runner.supervise(profile, request.argv, [Sink(records, "json")],
                                       request.env, request.cwd, watch_destinations=True,
-                                      prepared=program, forward_signals=False)
+                                      prepared=program, forward_signals=False, started=started,
+                                      stdio=(0, 1, 2))
             died = status.signal if isinstance(status, DiedBySignal) else None
             reply = {"end": {"status": int(status), "signal": died}}
         except ExecFailed as error:  # as `sockbox run` says it, and its status

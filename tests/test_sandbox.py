@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,51 @@ def test_runs_share_one_warm_supervisor_process_isolated_from_the_caller(monkeyp
         assert b"SOCKBOX_TEST_CALLER=the caller's" in environ
         assert not any(item.startswith(b"ONLY=") for item in environ)
     assert warm not in children()  # closed: the process is gone, and reaped
+
+
+def children_of(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        found |= {int(child) for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split()}
+    return found
+
+
+def tracer_of(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("TracerPid:")[1].split()[0])
+
+
+def waiting_ahead(warm: int) -> tuple[int, int]:
+    """The spare of the box's process `warm`, and the first process it forked ahead of
+    its run, traced and waiting for its command."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for spare in children_of(warm):
+            try:
+                waiting = children_of(spare)
+                if len(waiting) == 1 and tracer_of(only := next(iter(waiting))) == spare:
+                    return spare, only
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+        time.sleep(0.01)
+    raise AssertionError(f"no first process forked ahead under {warm}")
+
+
+def test_a_runs_first_process_is_forked_ahead_and_ends_with_the_box(tmp_path):
+    # A spare forks, seizes and readies its run's first process before the run comes;
+    # that process becomes the run's command (its own stdio, directory, environment),
+    # and one whose run never comes ends with the box, reaped, not left behind.
+    with sandbox.Sandbox("localhost") as box:
+        _, warm = supervisors(box.run(["sh", "-c", WHO_SUPERVISES], capture_output=True, text=True))
+        spare, waiting = waiting_ahead(warm)
+        assert Path(f"/proc/{waiting}/exe").resolve() == Path(sys.executable).resolve()  # not exec'd yet
+        result = box.run(["sh", "-c", "echo $$ $PPID; pwd; echo $ONLY; cat"], cwd=tmp_path, input="in",
+                         env={"PATH": os.environ["PATH"], "ONLY": "this run's"}, capture_output=True,
+                         text=True)
+        assert result.stdout.splitlines() == [f"{waiting} {spare}", str(tmp_path), "this run's", "in"]
+        spare, waiting = waiting_ahead(warm)  # the next run's
+    assert cannot_run(waiting) and not Path(f"/proc/{waiting}").exists()  # reaped
+    assert cannot_run(spare)
 
 
 def test_runs_of_one_box_are_isolated(tcp_server, tmp_path):
