@@ -64,25 +64,39 @@ class Tables:
     def __init__(self, first: int) -> None:
         # None: not known yet (a thread seen before the event of its creation)
         self._of: dict[int, DescriptorTable | None] = {first: DescriptorTable({first})}
+        # The threads that share their table with no other, which _fastpath reads (one
+        # set, kept up to date in place): none while any thread's table is not known.
+        self.alone: set[int] = {first}
 
     def seen(self, tid: int) -> None:
-        self._of.setdefault(tid, None)
+        if tid not in self._of:
+            self._of[tid] = None
+            self._changed()
 
     def created(self, parent: int, child: int, shares: bool) -> None:
         table = self._of.get(parent) if shares else DescriptorTable()
         if table is not None:
             table.members.add(child)
         self._of[child] = table
+        self._changed()
 
     def executed(self, tid: int) -> None:
         """exec gives the process a table of its own (unshare_files)."""
         self.ended(tid)
         self._of[tid] = DescriptorTable({tid})
+        self._changed()
 
     def ended(self, tid: int) -> None:
         table = self._of.pop(tid, None)
         if table is not None:
             table.members.discard(tid)
+        self._changed()
+
+    def _changed(self) -> None:
+        self.alone.clear()
+        if None not in self._of.values():
+            self.alone.update(tid for tid, table in self._of.items()
+                              if table is not None and table.members == {tid})
 
     def sharers(self, tid: int) -> list[int]:
         """The other threads that may share `tid`'s table: its members, and every
