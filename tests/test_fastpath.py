@@ -16,7 +16,7 @@ import time
 import pytest
 
 from helpers.running import SOCKBOX, in_new_netns, sockbox, write_profile
-from helpers.servers import TcpServer, UdpServer
+from helpers.servers import SecretServer, TcpServer, UdpServer
 from sandbox.supervisor import MAX_FILED
 
 TIMES = 5  # how often each test makes its call
@@ -259,3 +259,75 @@ def test_the_facts_c_is_handed_are_the_kernels():
     assert subcalls == {name: (number, words, direct.get(name, name)) for name, number, words in (
         ("socket", 1, 3), ("connect", 3, 3), ("send", 9, 4), ("recv", 10, 4), ("sendto", 11, 6),
         ("recvfrom", 12, 6), ("setsockopt", 14, 5))}
+
+
+# --- a verdict that rests on the socket is served only for the socket it was reached for ----
+
+FLIP_PROFILE = """
+[profile]
+log = "{log}"
+[[rule]]
+calls = ["socket", "socketpair"]
+family = ["unix", "inet"]
+action = "allow"
+[[rule]]
+calls = ["connect"]
+address = ["127.0.0.1/32"]
+port = [{port}]
+action = "allow"
+[[rule]]
+calls = ["send", "sendto", "recv", "recvfrom"]
+family = ["unix"]
+action = "allow"
+"""
+FLIP_TIMES = 2000
+FLIPS = [(mode, bits, log) for mode in ("send-between", "recv-between") for bits in (64, 32)
+         for log in ("deny", "none")] + [
+        (mode, bits, "none") for mode in ("send-process", "recv-process") for bits in (64, 32)]
+
+
+@pytest.mark.parametrize("mode,bits,log", FLIPS, ids=[f"{m}{b}-log-{lg}" for m, b, lg in FLIPS])
+def test_a_verdict_for_one_socket_is_not_served_for_another_at_its_descriptor(
+        programs, tmp_path, mode, bits, log):
+    # A send's or receive's verdict rests on its socket's family, which C reads at each
+    # stop and files the verdict under. The program puts a unix socket (which may send
+    # and receive) and a TCP one (which may not) at the same descriptor in turn: itself,
+    # between its calls (C serves both, each with its own socket's verdict: repeats), or
+    # from another process sharing its descriptor table, racing the calls (C serves
+    # none of them: the table is shared, so Python keeps the others still). Nothing may
+    # reach the TCP listener, nor come from it.
+    server = SecretServer()
+    try:
+        profile = write_profile(tmp_path, FLIP_PROFILE.format(port=server.port, log=log))
+        log_file = tmp_path / "log.jsonl"
+        result = sockbox("run", "-q", "-p", profile, "--log", str(log_file), "--",
+                         programs("flip", bits), mode, str(server.port), str(FLIP_TIMES), timeout=300)
+        between = mode.endswith("-between")
+        unix = FLIP_TIMES if between else 0
+        assert result.stdout == f"done {FLIP_TIMES} unix {unix} got 0\n", result.stdout + result.stderr
+        time.sleep(0.3)
+        assert b"".join(server.received) == b""
+        repeats = summary_of(log_file)["repeats"]
+        if between:
+            assert repeats >= FLIP_TIMES * (2 if log == "none" else 1), repeats
+        else:
+            assert repeats == 0  # the connect before the other process came is not repeated
+    finally:
+        server.close()
+
+
+@pytest.mark.native
+def test_the_flip_attack_works_natively(programs):
+    # Outside the sandbox the other process wins the race (so the test above can fail).
+    server = SecretServer()
+    try:
+        got = 0
+        for _ in range(5):
+            result = subprocess.run([programs("flip", 64), "recv-process", str(server.port), "2000"],
+                                    capture_output=True, text=True, timeout=60)
+            got += int(result.stdout.split()[-1])
+            if got > 20:
+                break
+        assert got > 20, result.stdout
+    finally:
+        server.close()
