@@ -11,7 +11,7 @@
  * so that what the tracee changes after the read changes nothing.
  *
  * The calls the kernel makes itself once allowed (socket, a send naming no
- * destination, a receive, setsockopt) are filed under the registers' facts that
+ * destination, a receive, accept, a socket option, getsockname) are filed under the registers' facts that
  * decide them and, where the profile asks, their socket's family, type and protocol,
  * read from a pidfd_getfd copy at each stop. Those are served here only where the
  * descriptor cannot name another socket when the kernel looks it up: the thread is
@@ -53,10 +53,14 @@
 #define NO_FACT (-1)         /* a fact the verdict does not rest on, in a key */
 
 /* The calls served here; SOCKETCALL stands for socketcall(102), which carries one. */
-enum call { CONNECT, SENDTO, SEND, RECV, RECVFROM, SETSOCKOPT, SOCKET, CALLS, SOCKETCALL = CALLS };
-static const char *const call_names[CALLS + 1] = {"connect", "sendto", "send", "recv", "recvfrom",
-                                                  "setsockopt", "socket", "socketcall"};
-#define MAX_SERVED 24  /* syscalls served here, over both ABIs */
+enum call {
+    CONNECT, SENDTO, SEND, RECV, RECVFROM, RECVMSG, SETSOCKOPT, GETSOCKOPT, SOCKET, ACCEPT,
+    ACCEPT4, GETSOCKNAME, GETPEERNAME, CALLS, SOCKETCALL = CALLS
+};
+static const char *const call_names[CALLS + 1] = {
+    "connect", "sendto", "send", "recv", "recvfrom", "recvmsg", "setsockopt", "getsockopt",
+    "socket", "accept", "accept4", "getsockname", "getpeername", "socketcall"};
+#define MAX_SERVED 32  /* syscalls served here, over both ABIs */
 #define MAX_SUBCALL 20 /* socketcall's subcall numbers are 1..20 */
 
 /* A syscall served here: its arch and number (which Python gives, from libseccomp),
@@ -224,8 +228,8 @@ static PyObject *fastpath_send_timeout_ns(PyObject *module, PyObject *fd)
 /* The name a verdict is filed under: the call, whether it is its plain form (a recvfrom
  * with no address buffer, socketcall's send and recv), the socket's family, type and
  * protocol (socket's own arguments; NO_FACT where the verdict does not rest on them)
- * as native ints, then the rest: the sockaddr exactly as read, or setsockopt's level
- * and option as 32-bit words. */
+ * as native ints, then the rest: the sockaddr exactly as read, or a socket option's
+ * level and number as 32-bit words. */
 static PyObject *make_key(const int head[KEY_INTS], const char *address, Py_ssize_t length)
 {
     PyObject *key = PyBytes_FromStringAndSize(NULL, sizeof(int) * KEY_INTS + length);
@@ -535,7 +539,8 @@ static enum served serve_in_kernel(Server *self, pid_t tid, const struct stopped
      * with no address buffer, socketcall's send and recv (calls.py's aliases). */
     int plain = call == SENDTO || call == SEND || call == RECV || (call == RECVFROM && args[4] == 0);
     int head[KEY_INTS] = {call, plain, NO_FACT, NO_FACT, NO_FACT};
-    uint32_t option[2] = {(uint32_t)args[1], (uint32_t)args[2]}; /* setsockopt: level, option */
+    uint32_t option[2] = {(uint32_t)args[1], (uint32_t)args[2]}; /* level, option */
+    int options = call == SETSOCKOPT || call == GETSOCKOPT;
     if (call == SOCKET) {
         for (int i = 0; i < 3; i++)
             head[2 + i] = (int)args[i];
@@ -553,7 +558,7 @@ static enum served serve_in_kernel(Server *self, pid_t tid, const struct stopped
         if (read < 0)
             return NOT_SERVED;
     }
-    long verdict = call == SETSOCKOPT ? filed_verdict(verdicts, head, (const char *)option, sizeof option)
+    long verdict = options ? filed_verdict(verdicts, head, (const char *)option, sizeof option)
                                       : filed_verdict(verdicts, head, NULL, 0);
     if (verdict < 0)
         return verdict == -2 ? FAILED : NOT_SERVED;

@@ -17,14 +17,16 @@ from . import _fastpath
 from .abi import SOCKETCALL, Abi, socket_syscalls, socketcall_nargs, subcall_number, syscall_number
 from .calls import Subject, int32
 from .names import AF_INET, AF_INET6, SOCK_DGRAM, SOCK_TYPE_MASK
-from .rules import ADDRESS_CALLS
+from .rules import ADDRESS_CALLS, OPTION_CALLS
 
 # Calls C performs itself, with the address it read, as emulate.py does: a connect
 # from an IP socket, a sendto naming a destination from an IP datagram socket.
 PERFORMED_IN_C = ("connect", "sendto")
 # Calls the kernel makes once C has found them allowed: a socketcall socket(), a send
-# naming no destination, a receive, setsockopt.
-MADE_BY_THE_KERNEL = ("socket", "send", "sendto", "recv", "recvfrom", "setsockopt")
+# naming no destination, a receive, accept, a socket option, the socket's names (not
+# shutdown, which the handover channel's must seem to do: supervisor.keeps_the_channel).
+MADE_BY_THE_KERNEL = ("socket", "send", "sendto", "recv", "recvfrom", "recvmsg", "setsockopt",
+                      "getsockopt", "accept", "accept4", "getsockname", "getpeername")
 SERVED_IN_C = tuple(dict.fromkeys((*PERFORMED_IN_C, *MADE_BY_THE_KERNEL)))
 # socketcall's subcalls that i386 has no direct syscall for, and the direct call that
 # does the same with the missing arguments 0.
@@ -86,7 +88,7 @@ def key(subject: Subject) -> bytes | None:
         family, sock_type, protocol = (NO_FACT if fact is None else fact
                                        for fact in (call.family, call.type, call.protocol))
     extra = b""
-    if name == "setsockopt":
+    if name in OPTION_CALLS:
         assert call.level is not None and call.option is not None
         extra = struct.pack("=II", call.level, call.option)
     return _fastpath.key(name, call.alias is not None, family, sock_type, protocol, extra)

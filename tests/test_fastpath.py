@@ -230,6 +230,45 @@ for _ in range(12):
     assert summary_of(log)["repeats"] >= len(waits)
 
 
+QUIET_PROFILE = """
+[profile]
+log = "none"
+[[rule]]
+calls = ["*"]
+action = "allow"
+"""
+OPTION_RUNS = 300
+
+
+@pytest.mark.parametrize("bits", [64, 32])
+@pytest.mark.parametrize("profile", ["server", "quiet"])
+def test_socket_options_through_socketcall_are_decided_in_c_as_in_python(programs, tmp_path, bits,
+                                                                        profile):
+    # sockbox's own rule refuses IP_OPTIONS (EPERM) on every profile; through socketcall
+    # the filter cannot see the option, so every setsockopt of an i386 program stops. C
+    # serves the repeats from the words it read, runs them as the direct syscall and
+    # gives every register back (the program checks them): the TCP_NODELAY ones, and the
+    # getsockopt that `server` stops at too; IP_OPTIONS too where its denial is not
+    # recorded (log = "none"). A 64-bit program never stops at any of them.
+    log = tmp_path / "log.jsonl"
+    quiet = profile == "quiet"
+    if quiet:
+        profile = write_profile(tmp_path, QUIET_PROFILE)
+    result = sockbox("run", "-q", "-p", profile, "--log", str(log), "--", programs("sockopts", bits),
+                     str(OPTION_RUNS))
+    runs = OPTION_RUNS
+    assert result.stdout == f"done {runs} nodelay {runs} options {runs} registers {runs}\n", (
+        result.stdout + result.stderr)
+    summary = summary_of(log)
+    if bits == 64:
+        assert summary["repeats"] == 0
+        return
+    assert summary["decisions"]["setsockopt"] == {"allow": runs, "deny": runs}
+    assert summary["decisions"]["getsockopt"] == {"allow": runs}
+    # Every kind but the first of each, and under `server` not the denials, recorded.
+    assert summary["repeats"] == (3 if quiet else 2) * (runs - 1)
+
+
 @pytest.mark.pure
 def test_the_facts_c_is_handed_are_the_kernels():
     # _fastpath knows no syscall number, arch, word size or subcall of its own: the
@@ -243,22 +282,25 @@ def test_the_facts_c_is_handed_are_the_kernels():
     i386 = Abi.I386.audit_arch
     # Every served call's direct syscall on each ABI (send and recv have none), and
     # socketcall(102).
-    direct_calls = {"connect", "sendto", "recvfrom", "setsockopt", "socket"}
-    assert set(SERVED_IN_C) == direct_calls | {"send", "recv"}
+    direct_calls = {"connect", "sendto", "recvfrom", "recvmsg", "setsockopt", "getsockopt",
+                    "socket", "accept4", "getsockname", "getpeername"}
+    assert set(SERVED_IN_C) == direct_calls | {"send", "recv", "accept"}  # x86_64 has accept
     assert sorted((arch, call) for arch, _, call, _ in served) == sorted(
-        [(abi.audit_arch, call) for abi in Abi for call in direct_calls] + [(i386, "socketcall")])
+        [(abi.audit_arch, call) for abi in Abi for call in direct_calls]
+        + [(Abi.X86_64.audit_arch, "accept"), (i386, "socketcall")])
     for arch, nr, call, word_mask in served:
         assert pyseccomp.resolve_syscall(arch, nr).decode() == call  # libseccomp's name for it
         assert word_mask == (0xFFFFFFFF if arch == i386 else 0xFFFFFFFFFFFFFFFF)
     assert {abi.audit_arch for abi in Abi} == {0xC000003E, 0x40000003}  # AUDIT_ARCH_X86_64, _I386
     # socketcall's subcalls: SYS_* of linux/net.h, the words net/socket.c's nargs copies,
     # and the direct i386 syscall each runs as once allowed (send and recv have none).
-    direct = {"send": "sendto", "recv": "recvfrom"}
+    direct = {"send": "sendto", "recv": "recvfrom", "accept": "accept4"}
     subcalls = {name: (number, words, pyseccomp.resolve_syscall(i386, nr).decode())
                 for number, name, words, nr in served_subcalls()}
     assert subcalls == {name: (number, words, direct.get(name, name)) for name, number, words in (
         ("socket", 1, 3), ("connect", 3, 3), ("send", 9, 4), ("recv", 10, 4), ("sendto", 11, 6),
-        ("recvfrom", 12, 6), ("setsockopt", 14, 5))}
+        ("recvfrom", 12, 6), ("setsockopt", 14, 5), ("getsockopt", 15, 5), ("recvmsg", 17, 3),
+        ("accept", 5, 3), ("accept4", 18, 4), ("getsockname", 6, 3), ("getpeername", 7, 3))}
 
 
 # --- a verdict that rests on the socket is served only for the socket it was reached for ----
