@@ -202,6 +202,7 @@ class Supervisor:
             former = _ptrace.event_message(pid)
             if former != pid:  # a thread exec'd and took over the leader's id
                 self.forget(former)
+            self._fast.forget(pid)  # the leader's call that C ran, if it was in one, is gone
             if pid in self.threads:
                 self.threads[pid].forget_image()
             self._low_scratch.pop(pid, None)  # another memory now
