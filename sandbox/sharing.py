@@ -10,6 +10,11 @@ caller's table is stopped (PTRACE_INTERRUPT; what each reports is held, and hand
 the call is made). Threads are told apart by the clone flags their creation used
 (CLONE_FILES shares the table, exec gets a table of its own); a thread whose creation
 has not been seen yet may share any table, and is stopped too.
+
+A thread that shares its table with no task at all needs nothing stopped: while it is
+stopped, nothing can change what its descriptors name (only a task sharing the table
+could, and only a member of the table can make one that does). The C fast path serves
+such a call again only for those threads (`Tables.alone`).
 """
 
 from __future__ import annotations
