@@ -235,6 +235,47 @@ for _ in range(12):
     assert summary_of(log)["repeats"] >= len(waits)
 
 
+PLAIN_PROFILE = """
+[profile]
+log = "none"
+[[rule]]
+calls = ["socket", "bind"]
+action = "allow"
+[[rule]]
+calls = ["recv"]
+family = ["inet"]
+action = "allow"
+[[rule]]
+calls = ["recvfrom"]
+family = ["unix"]
+action = "allow"
+"""
+
+
+def test_a_receive_and_its_plain_twin_keep_their_own_verdicts(tmp_path):
+    # A recvfrom with no address buffer is a recv to the rules, one with a buffer is not:
+    # the same socket, the same syscall, two verdicts (both stop: each rests on the
+    # family), both unrecorded and served again, each as it was reached.
+    code = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+s.setblocking(False)
+for _ in range(5):
+    for receive in (s.recv, s.recvfrom):
+        try:
+            receive(16)
+        except OSError as error:
+            print(receive.__name__, errno.errorcode[error.errno])
+"""
+    log = tmp_path / "log.jsonl"
+    profile = write_profile(tmp_path, PLAIN_PROFILE)
+    result = sockbox("run", "-q", "-p", profile, "--log", str(log), "--", sys.executable, "-c",
+                     "import errno" + code)
+    assert result.stdout == "recv EAGAIN\nrecvfrom EACCES\n" * 5, result.stdout + result.stderr
+    assert summary_of(log)["repeats"] == 2 * 4
+
+
 QUIET_PROFILE = """
 [profile]
 log = "none"
