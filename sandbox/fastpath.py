@@ -67,6 +67,13 @@ def reads_socket(needs_socket: dict[str, bool]) -> list[str]:
             if name != "socket" and (name in ADDRESS_CALLS or needs_socket[name])]
 
 
+def needs_alone(socket_decides: dict[str, bool]) -> list[str]:
+    """The calls the kernel makes on a descriptor whose verdict may rest on what the
+    descriptor names: served only for a thread alone in its descriptor table
+    (sharing.py), where nothing can put another socket there meanwhile."""
+    return [name for name in MADE_BY_THE_KERNEL if name != "socket" and socket_decides[name]]
+
+
 def key(subject: Subject) -> bytes | None:
     """The name C finds this call's verdict under, None for a call C does not serve:
     what it performs (an IP connect, an IP datagram sendto naming a destination) by the

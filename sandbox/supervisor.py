@@ -100,12 +100,9 @@ class Supervisor:
         self._socket_decides = {name: socket_decides(self.profile.effective_rules, name)
                                 for name in SUBCALLS}
         self.tables = sharing.Tables(self.main_pid)
-        # C serves a call the kernel makes on a verdict that may rest on its socket only
-        # for a thread whose descriptor table no other task shares (sharing.py).
         self._fast = _fastpath.Server(
             self.threads, fastpath.served_syscalls(), fastpath.served_subcalls(),
-            fastpath.reads_socket(self._needs_socket),
-            [name for name in fastpath.MADE_BY_THE_KERNEL if self._socket_decides[name]],
+            fastpath.reads_socket(self._needs_socket), fastpath.needs_alone(self._socket_decides),
             self.tables.alone)
         self._destinations: dict[tuple[object, ...], Event] = {}
         # A low page of each thread group's, mapped for handovers from int $0x80 calls of
