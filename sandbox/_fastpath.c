@@ -889,7 +889,8 @@ PyMODINIT_FUNC PyInit__fastpath(void)
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    if (PyModule_AddObjectRef(m, "Server", (PyObject *)&ServerType) < 0) {
+    if (PyModule_AddObjectRef(m, "Server", (PyObject *)&ServerType) < 0 ||
+        PyModule_AddIntConstant(m, "NO_FACT", NO_FACT) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -3,6 +3,8 @@
 from typing import Any
 from collections.abc import Mapping, Sequence
 
+NO_FACT: int  # in a key: a socket fact the verdict does not rest on
+
 def connect(fd: int, type: int, address: bytes) -> tuple[int, bool]: ...
 def sendmsg(fd: int, data: bytes | int, control: bytes, flags: int,
             name: bytes | None) -> tuple[int, bool]: ...

@@ -31,7 +31,6 @@ SERVED_IN_C = tuple(dict.fromkeys((*PERFORMED_IN_C, *MADE_BY_THE_KERNEL)))
 # socketcall's subcalls that i386 has no direct syscall for, and the direct call that
 # does the same with the missing arguments 0.
 I386_DIRECT = {"accept": "accept4", "send": "sendto", "recv": "recvfrom"}
-NO_FACT = -1  # in a key: a socket fact the verdict does not rest on
 
 
 def served_syscalls() -> list[tuple[int, int, str, int]]:
@@ -92,7 +91,7 @@ def key(subject: Subject) -> bytes | None:
     if name == "socket":
         family, sock_type, protocol = (int32(arg) for arg in subject.args[:3])
     else:
-        family, sock_type, protocol = (NO_FACT if fact is None else fact
+        family, sock_type, protocol = (_fastpath.NO_FACT if fact is None else fact
                                        for fact in (call.family, call.type, call.protocol))
     extra = b""
     if name in OPTION_CALLS:
