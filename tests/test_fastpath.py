@@ -276,6 +276,39 @@ for _ in range(5):
     assert summary_of(log)["repeats"] == 2 * 4
 
 
+FAMILY_PROFILE = """
+[profile]
+log = "none"
+[[rule]]
+calls = ["*"]
+family = ["inet"]
+action = "allow"
+"""
+
+
+@pytest.mark.parametrize("bits", [64, 32])
+@pytest.mark.parametrize("restart", [True, False], ids=["sa-restart", "no-restart"])
+def test_a_receive_served_in_c_is_interrupted_as_natively(programs, tmp_path, bits, restart):
+    # A blocking receive, served in C (32-bit: through socketcall, run as the direct
+    # recvfrom), is interrupted by a signal: restarted with SA_RESTART (the socketcall
+    # it was, judged again) or failing with EINTR, as natively.
+    command = [programs("restart", bits), *(["restart"] if restart else [])]
+
+    def as_natively(output: str) -> bool:
+        # every receive restarted until a datagram came; or some failed with EINTR and
+        # the rest got one (how many of each is the scheduler's)
+        ok, eintr = (int(word) for word in output.split()[1::2])
+        return (ok, eintr) == (6, 0) if restart else ok + eintr == 6 and ok >= 1 and eintr >= 1
+
+    native = subprocess.run(command, capture_output=True, text=True, timeout=60).stdout
+    assert as_natively(native), native
+    log = tmp_path / "log.jsonl"
+    result = sockbox("run", "-q", "-p", write_profile(tmp_path, FAMILY_PROFILE), "--log", str(log),
+                     "--", *command)
+    assert as_natively(result.stdout), result.stdout + result.stderr
+    assert summary_of(log)["repeats"] >= 5
+
+
 QUIET_PROFILE = """
 [profile]
 log = "none"
