@@ -10,6 +10,11 @@ caller's table is stopped (PTRACE_INTERRUPT; what each reports is held, and hand
 the call is made). Threads are told apart by the clone flags their creation used
 (CLONE_FILES shares the table, exec gets a table of its own); a thread whose creation
 has not been seen yet may share any table, and is stopped too.
+
+A thread that shares its table with no task at all needs nothing stopped: while it is
+stopped, nothing can change what its descriptors name (only a task sharing the table
+could, and only a member of the table can make one that does). The C fast path serves
+such a call again only for those threads (`Tables.alone`).
 """
 
 from __future__ import annotations
@@ -64,25 +69,39 @@ class Tables:
     def __init__(self, first: int) -> None:
         # None: not known yet (a thread seen before the event of its creation)
         self._of: dict[int, DescriptorTable | None] = {first: DescriptorTable({first})}
+        # The threads that share their table with no other, which _fastpath reads (one
+        # set, kept up to date in place): none while any thread's table is not known.
+        self.alone: set[int] = {first}
 
     def seen(self, tid: int) -> None:
-        self._of.setdefault(tid, None)
+        if tid not in self._of:
+            self._of[tid] = None
+            self._changed()
 
     def created(self, parent: int, child: int, shares: bool) -> None:
         table = self._of.get(parent) if shares else DescriptorTable()
         if table is not None:
             table.members.add(child)
         self._of[child] = table
+        self._changed()
 
     def executed(self, tid: int) -> None:
         """exec gives the process a table of its own (unshare_files)."""
         self.ended(tid)
         self._of[tid] = DescriptorTable({tid})
+        self._changed()
 
     def ended(self, tid: int) -> None:
         table = self._of.pop(tid, None)
         if table is not None:
             table.members.discard(tid)
+        self._changed()
+
+    def _changed(self) -> None:
+        self.alone.clear()
+        if None not in self._of.values():
+            self.alone.update(tid for tid, table in self._of.items()
+                              if table is not None and table.members == {tid})
 
     def sharers(self, tid: int) -> list[int]:
         """The other threads that may share `tid`'s table: its members, and every

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from collections.abc import Callable, Sequence
 
-from . import _fastpath, _ptrace, handover, procfs, sharing
+from . import _fastpath, _ptrace, fastpath, handover, procfs, sharing
 from .abi import (SOCKETCALL, Abi, Via, abi_of, changes_credentials, identify, makes_task,
-                  socket_syscalls, socketcall_nargs, subcall_name, syscall_number)
+                  socketcall_nargs, subcall_name, syscall_number)
 from .audit import AuditLog, Event, make_event
 from .calls import Subject, describe, int32
 from .decode import Unix, decode_words
@@ -32,7 +32,7 @@ from .domain import Domain
 from .errors import Malformed, NeedDescriptor, SandboxError, SupervisorError, TraceeGone
 from .executables import Vouching
 from .filter import DESTINATION_CALLS
-from .names import AF_INET, AF_INET6, MSG_DONTWAIT, SOCK_DGRAM, SOCK_TYPE_MASK, SUBCALLS
+from .names import MSG_DONTWAIT, SUBCALLS
 from .processes import ProcessCount
 from .profile import Profile
 from .rules import Action, Call, Verdict, needs_socket, socket_decides
@@ -44,10 +44,6 @@ if TYPE_CHECKING:  # imported where a stop needs them: a run that never stops ne
 
 _GROUP_STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
 _FORK_EVENTS = {_ptrace.PTRACE_EVENT_FORK, _ptrace.PTRACE_EVENT_VFORK, _ptrace.PTRACE_EVENT_CLONE}
-
-# socketcall subcalls that i386 has no direct syscall for, and the direct call that does
-# the same with the missing arguments filled in.
-_I386_DIRECT = {"accept": ("accept4", (0,)), "send": ("sendto", (0, 0)), "recv": ("recvfrom", (0, 0))}
 
 # What a syscall interrupted by a signal returns for the kernel to decide, per the
 # handler's SA_RESTART, between running it again and failing with EINTR.
@@ -67,16 +63,6 @@ _BELOW_RED_ZONE = 1024
 # Verdicts filed for _fastpath, over all executables: a program that reaches ever new
 # addresses finds the rest judged in Python, and the supervisor's memory bounded.
 MAX_FILED = 10_000
-
-
-# The calls _fastpath serves again (see `Supervisor.file`), on both ABIs' direct syscalls.
-SERVED_IN_C = ("connect", "sendto")
-
-
-def served_in_c() -> list[tuple[int, int, str, int]]:
-    """What _fastpath needs to know of the syscalls it serves: (arch, nr, call, word mask)."""
-    return [(abi.audit_arch, syscall.nr, syscall.call, abi.word_mask)
-            for abi in Abi for syscall in socket_syscalls(abi) if syscall.call in SERVED_IN_C]
 
 
 @dataclass
@@ -112,15 +98,18 @@ class Supervisor:
         # same facts (see `file`).
         self._filed: dict[str | None, dict[bytes, int]] = {}
         self._filed_count = 0
-        self._fast = _fastpath.Server(self.threads, served_in_c())
+        self._socket_decides = {name: socket_decides(self.profile.effective_rules, name)
+                                for name in SUBCALLS}
+        self.tables = sharing.Tables(self.main_pid)
+        self._fast = _fastpath.Server(
+            self.threads, fastpath.served_syscalls(), fastpath.served_subcalls(),
+            fastpath.reads_socket(self._needs_socket), fastpath.needs_alone(self._socket_decides),
+            self.tables.alone)
         self._destinations: dict[tuple[object, ...], Event] = {}
         # A low page of each thread group's, mapped for handovers from int $0x80 calls of
         # 64-bit programs, whose stack is beyond their reach.
         self._low_scratch: dict[int, int] = {}
         self.processes = ProcessCount(self.profile.process.processes, self.main_pid)
-        self.tables = sharing.Tables(self.main_pid)
-        self._socket_decides = {name: socket_decides(self.profile.effective_rules, name)
-                                for name in SUBCALLS}
         # The threads kept still for one thread's call (sharing.py), and the stops of
         # others that wanted the same, handled once it is made.
         self._freeze: sharing.Freeze | None = None
@@ -211,6 +200,7 @@ class Supervisor:
             former = _ptrace.event_message(pid)
             if former != pid:  # a thread exec'd and took over the leader's id
                 self.forget(former)
+            self._fast.forget(pid)  # the leader's call that C ran, if it was in one, is gone
             if pid in self.threads:
                 self.threads[pid].forget_image()
             self._low_scratch.pop(pid, None)  # another memory now
@@ -234,6 +224,7 @@ class Supervisor:
         self.tracees.discard(pid)
         self.processes.exited(pid)
         self.tables.ended(pid)
+        self._fast.forget(pid)
         if self.vouching is not None:
             self.vouching.ended(pid)
         thread = self.threads.pop(pid, None)
@@ -368,8 +359,8 @@ class Supervisor:
         flags_at = _FLAGS_AT.get(name)
         args = list(subject.args)
         if via is Via.SOCKETCALL:
-            name, extra = _I386_DIRECT.get(name, (name, ()))
-            args += extra
+            args = list(fastpath.direct_args(name, subject.args))
+            name = fastpath.I386_DIRECT.get(name, name)
         blocking = False
         if name in _RECEIVING:
             nonblocking_file = fcntl.fcntl(copy, fcntl.F_GETFL) & os.O_NONBLOCK
@@ -507,16 +498,10 @@ class Supervisor:
             _ptrace.cont(tid)
 
     def file(self, subject: Subject, verdict: Verdict) -> None:
-        """File a verdict for _fastpath to serve again. A connect from an IP socket,
-        and a sendto naming a destination from an IP datagram socket, are decided by
-        the executable, the socket's family, type and protocol and the sockaddr bytes
-        alone: the same facts, the same verdict. Not filed: what must be recorded (the
-        record is written here) and kills."""
-        name, socket = subject.call.name, subject.socket
-        if (name not in SERVED_IN_C or socket is None or socket[0] not in (AF_INET, AF_INET6)
-                or (name == "sendto" and socket[1] & SOCK_TYPE_MASK != SOCK_DGRAM)
-                or subject.raw_address is None
-                or self.profile.audits(verdict) or self._filed_count >= MAX_FILED):
+        """File a verdict for _fastpath to serve again, under the facts it was reached
+        on (fastpath.key). Not filed: what must be recorded (the record is written
+        here) and kills."""
+        if self.profile.audits(verdict) or self._filed_count >= MAX_FILED:
             return
         if verdict.action is Action.ALLOW:
             result = 0
@@ -524,8 +509,10 @@ class Supervisor:
             result = verdict.errno
         else:
             return
+        key = fastpath.key(subject)
+        if key is None:
+            return
         table = self._filed.setdefault(subject.call.exe, {})
-        key = _fastpath.key(name, *socket, subject.raw_address)
         if key not in table:
             table[key] = result
             self._filed_count += 1
@@ -544,11 +531,12 @@ class Supervisor:
 
     def choose_server(self, stop: StopContext) -> None:
         """Let _fastpath serve the thread's next calls where it serves them as this
-        module would: the thread is in the middle of nothing, its pidfd names the thread,
-        no observer wants each call, and a call performed for it is performed as the
-        supervisor (which a privileged supervisor does only for its equals)."""
+        module would: the thread is in the middle of nothing, its pidfd (if it has one
+        yet) names the thread, no observer wants each call, and a call performed for it
+        is performed as the supervisor (which a privileged supervisor does only for its
+        equals)."""
         thread = stop.thread
-        servable = (thread.exe_read and thread.pidfd is not None and not thread.pidfd_is_the_group
+        servable = (thread.exe_read and not thread.pidfd_is_the_group
                     and not self.observers and not self.killed_by_rule
                     and thread.waiting is None and thread.running_again is None
                     and (not self.credentials.privileged or stop.credentials() == self.credentials))
@@ -592,10 +580,9 @@ class Supervisor:
         elif via is Via.SOCKETCALL:
             # Run the direct syscall with the arguments just judged, so that a rewrite of
             # the argument array after this point changes nothing.
-            direct, extra = _I386_DIRECT.get(first.call.name, (first.call.name, ()))
-            nr = syscall_number(Abi.I386, direct)
-            assert nr is not None
-            stop.thread.rewritten = _ptrace.rewrite_syscall(tid, Abi.I386, nr, (*first.args, *extra))
+            nr = fastpath.direct_i386(first.call.name)
+            stop.thread.rewritten = _ptrace.rewrite_syscall(
+                tid, Abi.I386, nr, fastpath.direct_args(first.call.name, first.args))
             _ptrace.cont_to_syscall_exit(tid)
         else:
             _ptrace.cont(tid)
@@ -695,6 +682,8 @@ class Supervisor:
 
     def on_syscall_exit(self, tid: int) -> None:
         self.processes.returned(tid)
+        if self._fast.returned(tid):
+            return  # a socketcall _fastpath ran as its direct syscall, now restored
         thread = self.threads.get(tid)
         if thread is not None and thread.handing is not None:
             self.handed(tid, thread)

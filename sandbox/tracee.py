@@ -179,10 +179,17 @@ class ThreadState:
         self.handing_tries = 0
 
     def forget_image(self) -> None:
-        """After exec: another executable, recomputed capabilities, maybe another tid."""
+        """After exec: another executable, recomputed capabilities, maybe another tid (a
+        thread that exec'd takes the leader's, and whatever call the leader was in the
+        middle of is gone with it)."""
         self.exe_read = False
         self.forget_credentials()
         self.close()
+        if self.frozen is not None and self.frozen.nonblocking is not None:
+            os.close(self.frozen.nonblocking)
+        self.rewritten = self.frozen = self.waiting = self.handing = None
+        self.running_again = self.recorded_for = None
+        self.give_up_at = None
 
     def forget_credentials(self) -> None:
         self.credentials = None

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from helpers.running import SOCKBOX, TESTS, Terminal, in_new_netns, sockbox, write_profile
-from helpers.servers import TcpServer, UdpServer, UnixServer
+from helpers.servers import SecretServer, TcpServer, UdpServer, UnixServer
 
 pytestmark = pytest.mark.runtime_defaults
 
@@ -880,19 +880,6 @@ action = "allow"
 """
 SWAPS = [(mode, bits) for mode in ("sendto-dest", "sendmsg-dest", "sendmmsg-dest", "send-family",
                                    "recv-family") for bits in (64, 32)]
-
-
-class SecretServer(TcpServer):
-    """Accepts on loopback and sends "secret" over and over on every connection."""
-
-    def _answer(self, conn: socket.socket) -> None:
-        with conn:
-            try:
-                conn.sendall(b"secret" * 20000)
-                while data := conn.recv(4096):
-                    self.received.append(data)
-            except OSError:
-                pass
 
 
 @pytest.mark.parametrize("mode,bits", SWAPS, ids=[f"{m}{b}" for m, b in SWAPS])

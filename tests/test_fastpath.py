@@ -16,7 +16,7 @@ import time
 import pytest
 
 from helpers.running import SOCKBOX, in_new_netns, sockbox, write_profile
-from helpers.servers import TcpServer, UdpServer
+from helpers.servers import SecretServer, TcpServer, UdpServer
 from sandbox.supervisor import MAX_FILED
 
 TIMES = 5  # how often each test makes its call
@@ -56,10 +56,12 @@ def received(server) -> list[bytes]:
     return server.collect() if isinstance(server, UdpServer) else server.received
 
 
-# Direct calls on either ABI are served in C; socketcall's are not (Python reads its
-# argument array), and i386 glibc makes its socket calls through socketcall.
+# Direct calls on either ABI are served in C, and so are socketcall's (C reads its
+# argument array once), which i386 glibc makes every socket call through: there the
+# socket() stops too (the filter cannot see its family) and is served again as well.
 VIAS = [("libc", 64, TIMES - 1), ("syscall", 32, TIMES - 1), ("int80", 64, TIMES - 1),
-        ("libc", 32, 0)]
+        ("libc", 32, 2 * (TIMES - 1)), ("socketcall", 32, 2 * (TIMES - 1)),
+        ("socketcall", 64, 2 * (TIMES - 1))]
 DIRECT = {64: "libc", 32: "syscall"}  # how each build makes direct socket calls
 
 
@@ -131,19 +133,25 @@ def test_a_new_executable_is_not_served_with_the_verdicts_of_the_old(programs, t
     assert summary["repeats"] == 2  # the allowed executable's second and third
 
 
-@pytest.mark.parametrize("bits", [64, 32])
+# How each build makes its connects, and the repeats of 3 connects that block: 2, and
+# on 32-bit glibc's setsockopt(SO_SNDTIMEO) through socketcall, and through socketcall
+# the socket() too.
+BLOCKING = [(64, "libc", 2), (32, "syscall", 4), (32, "socketcall", 6)]
+
+
+@pytest.mark.parametrize("bits,via,repeats", BLOCKING, ids=[f"{v}{b}" for b, v, _ in BLOCKING])
 def test_a_repeated_connect_that_blocks_still_waits_as_it_would(programs, full_listener, tmp_path,
-                                                                bits):
+                                                                bits, via, repeats):
     # Each connect to a full listener blocks until SO_SNDTIMEO: the repeat, started in
     # C, hands the wait to the supervisor's Python as the first one did.
     log = tmp_path / "log.jsonl"
     result = sockbox("run", "-p", "localhost", "--log", str(log), "--", programs("netprobe", bits),
-                     "--via", DIRECT[bits], "--sndtimeo", "300", "--repeat", "3", "tcp", "127.0.0.1", str(full_listener),
+                     "--via", via, "--sndtimeo", "300", "--repeat", "3", "tcp", "127.0.0.1", str(full_listener),
                      timeout=60)
     assert result.stdout.count("connect ERR EINPROGRESS") == 3, result.stdout + result.stderr
     summary = summary_of(log)
     assert summary["decisions"]["connect"] == {"allow": 3}  # a wait's retries are not decisions
-    assert summary["repeats"] == 2
+    assert summary["repeats"] == repeats
 
 
 def test_a_thread_that_changed_credentials_is_not_served_in_c(tmp_path, tcp_server):
@@ -227,18 +235,220 @@ for _ in range(12):
     assert summary_of(log)["repeats"] >= len(waits)
 
 
+PLAIN_PROFILE = """
+[profile]
+log = "none"
+[[rule]]
+calls = ["socket", "bind"]
+action = "allow"
+[[rule]]
+calls = ["recv"]
+family = ["inet"]
+action = "allow"
+[[rule]]
+calls = ["recvfrom"]
+family = ["unix"]
+action = "allow"
+"""
+
+
+def test_a_receive_and_its_plain_twin_keep_their_own_verdicts(tmp_path):
+    # A recvfrom with no address buffer is a recv to the rules, one with a buffer is not:
+    # the same socket, the same syscall, two verdicts (both stop: each rests on the
+    # family), both unrecorded and served again, each as it was reached.
+    code = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+s.setblocking(False)
+for _ in range(5):
+    for receive in (s.recv, s.recvfrom):
+        try:
+            receive(16)
+        except OSError as error:
+            print(receive.__name__, errno.errorcode[error.errno])
+"""
+    log = tmp_path / "log.jsonl"
+    profile = write_profile(tmp_path, PLAIN_PROFILE)
+    result = sockbox("run", "-q", "-p", profile, "--log", str(log), "--", sys.executable, "-c",
+                     "import errno" + code)
+    assert result.stdout == "recv EAGAIN\nrecvfrom EACCES\n" * 5, result.stdout + result.stderr
+    assert summary_of(log)["repeats"] == 2 * 4
+
+
+FAMILY_PROFILE = """
+[profile]
+log = "none"
+[[rule]]
+calls = ["*"]
+family = ["inet"]
+action = "allow"
+"""
+
+
+@pytest.mark.parametrize("bits", [64, 32])
+@pytest.mark.parametrize("restart", [True, False], ids=["sa-restart", "no-restart"])
+def test_a_receive_served_in_c_is_interrupted_as_natively(programs, tmp_path, bits, restart):
+    # A blocking receive, served in C (32-bit: through socketcall, run as the direct
+    # recvfrom), is interrupted by a signal: restarted with SA_RESTART (the socketcall
+    # it was, judged again) or failing with EINTR, as natively.
+    command = [programs("restart", bits), *(["restart"] if restart else [])]
+
+    def as_natively(output: str) -> bool:
+        # every receive restarted until a datagram came; or some failed with EINTR and
+        # the rest got one (how many of each is the scheduler's)
+        ok, eintr = (int(word) for word in output.split()[1::2])
+        return (ok, eintr) == (6, 0) if restart else ok + eintr == 6 and ok >= 1 and eintr >= 1
+
+    native = subprocess.run(command, capture_output=True, text=True, timeout=60).stdout
+    assert as_natively(native), native
+    log = tmp_path / "log.jsonl"
+    result = sockbox("run", "-q", "-p", write_profile(tmp_path, FAMILY_PROFILE), "--log", str(log),
+                     "--", *command)
+    assert as_natively(result.stdout), result.stdout + result.stderr
+    assert summary_of(log)["repeats"] >= 5
+
+
+QUIET_PROFILE = """
+[profile]
+log = "none"
+[[rule]]
+calls = ["*"]
+action = "allow"
+"""
+OPTION_RUNS = 300
+
+
+@pytest.mark.parametrize("bits", [64, 32])
+@pytest.mark.parametrize("profile", ["server", "quiet"])
+def test_socket_options_through_socketcall_are_decided_in_c_as_in_python(programs, tmp_path, bits,
+                                                                        profile):
+    # sockbox's own rule refuses IP_OPTIONS (EPERM) on every profile; through socketcall
+    # the filter cannot see the option, so every setsockopt of an i386 program stops. C
+    # serves the repeats from the words it read, runs them as the direct syscall and
+    # gives every register back (the program checks them): the TCP_NODELAY ones, and the
+    # getsockopt that `server` stops at too; IP_OPTIONS too where its denial is not
+    # recorded (log = "none"). A 64-bit program never stops at any of them.
+    log = tmp_path / "log.jsonl"
+    quiet = profile == "quiet"
+    if quiet:
+        profile = write_profile(tmp_path, QUIET_PROFILE)
+    result = sockbox("run", "-q", "-p", profile, "--log", str(log), "--", programs("sockopts", bits),
+                     str(OPTION_RUNS))
+    runs = OPTION_RUNS
+    assert result.stdout == f"done {runs} nodelay {runs} options {runs} registers {runs}\n", (
+        result.stdout + result.stderr)
+    summary = summary_of(log)
+    if bits == 64:
+        assert summary["repeats"] == 0
+        return
+    assert summary["decisions"]["setsockopt"] == {"allow": runs, "deny": runs}
+    assert summary["decisions"]["getsockopt"] == {"allow": runs}
+    # Every kind but the first of each, and under `server` not the denials, recorded.
+    assert summary["repeats"] == (3 if quiet else 2) * (runs - 1)
+
+
 @pytest.mark.pure
 def test_the_facts_c_is_handed_are_the_kernels():
-    # _fastpath knows no syscall number, arch or word size of its own: the supervisor
-    # hands them over (served_in_c), and they are libseccomp's and the ABI's.
+    # _fastpath knows no syscall number, arch, word size or subcall of its own: the
+    # supervisor hands them over (sandbox/fastpath.py), and they are libseccomp's, the
+    # ABI's and linux/net.h's.
     import pyseccomp
 
     from sandbox.abi import Abi
-    from sandbox.supervisor import SERVED_IN_C, served_in_c
-    served = served_in_c()
+    from sandbox.fastpath import SERVED_IN_C, served_subcalls, served_syscalls
+    served = served_syscalls()
+    i386 = Abi.I386.audit_arch
+    # Every served call's direct syscall on each ABI (send and recv have none), and
+    # socketcall(102).
+    direct_calls = {"connect", "sendto", "recvfrom", "recvmsg", "setsockopt", "getsockopt",
+                    "socket", "accept4", "getsockname", "getpeername"}
+    assert set(SERVED_IN_C) == direct_calls | {"send", "recv", "accept"}  # x86_64 has accept
     assert sorted((arch, call) for arch, _, call, _ in served) == sorted(
-        (abi.audit_arch, call) for abi in Abi for call in SERVED_IN_C)
+        [(abi.audit_arch, call) for abi in Abi for call in direct_calls]
+        + [(Abi.X86_64.audit_arch, "accept"), (i386, "socketcall")])
     for arch, nr, call, word_mask in served:
         assert pyseccomp.resolve_syscall(arch, nr).decode() == call  # libseccomp's name for it
-        assert word_mask == (0xFFFFFFFF if arch == Abi.I386.audit_arch else 0xFFFFFFFFFFFFFFFF)
+        assert word_mask == (0xFFFFFFFF if arch == i386 else 0xFFFFFFFFFFFFFFFF)
     assert {abi.audit_arch for abi in Abi} == {0xC000003E, 0x40000003}  # AUDIT_ARCH_X86_64, _I386
+    # socketcall's subcalls: SYS_* of linux/net.h, the words net/socket.c's nargs copies,
+    # and the direct i386 syscall each runs as once allowed (send and recv have none).
+    direct = {"send": "sendto", "recv": "recvfrom", "accept": "accept4"}
+    subcalls = {name: (number, words, pyseccomp.resolve_syscall(i386, nr).decode())
+                for number, name, words, nr in served_subcalls()}
+    assert subcalls == {name: (number, words, direct.get(name, name)) for name, number, words in (
+        ("socket", 1, 3), ("connect", 3, 3), ("send", 9, 4), ("recv", 10, 4), ("sendto", 11, 6),
+        ("recvfrom", 12, 6), ("setsockopt", 14, 5), ("getsockopt", 15, 5), ("recvmsg", 17, 3),
+        ("accept", 5, 3), ("accept4", 18, 4), ("getsockname", 6, 3), ("getpeername", 7, 3))}
+
+
+# --- a verdict that rests on the socket is served only for the socket it was reached for ----
+
+FLIP_PROFILE = """
+[profile]
+log = "{log}"
+[[rule]]
+calls = ["socket", "socketpair"]
+family = ["unix", "inet"]
+action = "allow"
+[[rule]]
+calls = ["connect"]
+address = ["127.0.0.1/32"]
+port = [{port}]
+action = "allow"
+[[rule]]
+calls = ["send", "sendto", "recv", "recvfrom"]
+family = ["unix"]
+action = "allow"
+"""
+FLIP_TIMES = 2000
+FLIPS = [(mode, bits, log) for mode in ("send-between", "recv-between") for bits in (64, 32)
+         for log in ("deny", "none")] + [
+        (mode, bits, "none") for mode in ("send-process", "recv-process") for bits in (64, 32)]
+
+
+@pytest.mark.parametrize("mode,bits,log", FLIPS, ids=[f"{m}{b}-log-{lg}" for m, b, lg in FLIPS])
+def test_a_verdict_for_one_socket_is_not_served_for_another_at_its_descriptor(
+        programs, tmp_path, mode, bits, log):
+    # A send's or receive's verdict rests on its socket's family, which C reads at each
+    # stop and files the verdict under. The program puts a unix socket (which may send
+    # and receive) and a TCP one (which may not) at the same descriptor in turn: itself,
+    # between its calls (C serves both, each with its own socket's verdict: repeats), or
+    # from another process sharing its descriptor table, racing the calls (C serves
+    # none of them: the table is shared, so Python keeps the others still). Nothing may
+    # reach the TCP listener, nor come from it.
+    server = SecretServer()
+    try:
+        profile = write_profile(tmp_path, FLIP_PROFILE.format(port=server.port, log=log))
+        log_file = tmp_path / "log.jsonl"
+        result = sockbox("run", "-q", "-p", profile, "--log", str(log_file), "--",
+                         programs("flip", bits), mode, str(server.port), str(FLIP_TIMES), timeout=300)
+        between = mode.endswith("-between")
+        unix = FLIP_TIMES if between else 0
+        assert result.stdout == f"done {FLIP_TIMES} unix {unix} got 0\n", result.stdout + result.stderr
+        time.sleep(0.3)
+        assert b"".join(server.received) == b""
+        repeats = summary_of(log_file)["repeats"]
+        if between:
+            assert repeats >= FLIP_TIMES * (2 if log == "none" else 1), repeats
+        else:
+            assert repeats == 0  # the connect before the other process came is not repeated
+    finally:
+        server.close()
+
+
+@pytest.mark.native
+def test_the_flip_attack_works_natively(programs):
+    # Outside the sandbox the other process wins the race (so the test above can fail).
+    server = SecretServer()
+    try:
+        got = 0
+        for _ in range(5):
+            result = subprocess.run([programs("flip", 64), "recv-process", str(server.port), "2000"],
+                                    capture_output=True, text=True, timeout=60)
+            got += int(result.stdout.split()[-1])
+            if got > 20:
+                break
+        assert got > 20, result.stdout
+    finally:
+        server.close()

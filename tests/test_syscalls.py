@@ -1,5 +1,5 @@
 """The syscall numbers a start reads (the table setup.py asked of libseccomp) are what
-libseccomp answers now, through sockbox's own binding and through pyseccomp's."""
+libseccomp answers now."""
 
 import pyseccomp
 import pytest

@@ -46,6 +46,19 @@ class TcpServer:
         self.listener.close()
 
 
+class SecretServer(TcpServer):
+    """Accepts on loopback and sends "secret" over and over on every connection."""
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.sendall(b"secret" * 20000)
+                while data := conn.recv(4096):
+                    self.received.append(data)
+            except OSError:
+                pass
+
+
 @dataclass
 class UdpServer:
     """A bound loopback datagram socket; `collect` returns what reached it."""
