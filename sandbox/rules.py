@@ -69,6 +69,9 @@ class Glob:
     def __repr__(self) -> str:
         return f"Glob({self.pattern!r})"
 
+    def __reduce__(self) -> tuple[type[Glob], tuple[str]]:
+        return type(self), (self.pattern,)  # compiled again as __init__ compiles it (warnings kept quiet)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Glob) and other.pattern == self.pattern
 
