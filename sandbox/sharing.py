@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from . import _fastpath, _ptrace
+from . import _ptrace
 from .abi import Abi, abi_of
 from .errors import TraceeGone
 
@@ -44,9 +44,13 @@ class DescriptorTable:
 def shares_table(pid: int) -> bool:
     """At a fork, vfork or clone event of `pid`: whether the new task shares its table.
     The syscall's number tells the call (clone3 is refused in the sandbox), the
-    registers its flags."""
-    arch = _fastpath.syscall_info(pid)[1]
-    regs = _ptrace.registers(pid)
+    registers its flags. A task killed at that stop (its process ended meanwhile) is
+    answered with the safe guess: the new task may share its table."""
+    try:
+        arch = _ptrace.syscall_info(pid).arch
+        regs = _ptrace.registers(pid)
+    except TraceeGone:
+        return True
     abi = abi_of(arch)
     if abi is Abi.X86_64 and regs.orig_rax == _CLONE[Abi.X86_64]:
         return bool(regs.rdi & CLONE_FILES)
