@@ -26,10 +26,6 @@ class Abi(enum.Enum):
         return _AUDIT_ARCH[self]
 
     @property
-    def word_size(self) -> int:
-        return _WORD_SIZE[self]
-
-    @property
     def word_mask(self) -> int:
         return _WORD_MASK[self]
 

@@ -211,42 +211,6 @@ def _option_grants(option: str, paths: Sequence[str]) -> list[Grant]:
 
 
 # ---------------------------------------------------------------------------------------
-# Back to TOML
-
-
-def to_toml(filesystem: Filesystem | None, process: Process) -> str:
-    """The two sections as TOML text (empty where a profile would leave them out), so
-    that a profile written out with them loads back the same."""
-    lines = []
-    if filesystem is not None:
-        lines += ["[filesystem]",
-                  f"read = {_toml_list(g.path for g in filesystem.read)}",
-                  f"write = {_toml_list(g.path for g in filesystem.write)}", ""]
-    values = []
-    if process.signals is not Signals.ANY:
-        values.append(f"signals = {_toml_string(process.signals.value)}")
-    values += [f"{key} = {getattr(process, key)}" for key in PROCESS_KEYS[1:]
-               if getattr(process, key) is not None]
-    if values:
-        lines += ["[process]", *values, ""]
-    return "\n".join(lines)
-
-
-def _toml_list(texts: Iterable[str]) -> str:
-    return "[" + ", ".join(_toml_string(text) for text in texts) + "]"
-
-
-def _toml_string(text: str) -> str:
-    """A TOML basic string: JSON's escapes are TOML's, and DEL must be escaped too. A
-    path that is not UTF-8 (a lone surrogate) has no TOML spelling."""
-    if any(0xD800 <= ord(char) <= 0xDFFF for char in text):
-        raise UsageError(f"{text.encode(errors='surrogateescape')!r} is not UTF-8: a profile cannot hold it")
-    import json  # only to write a profile: not on a run's start
-
-    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
-
-
-# ---------------------------------------------------------------------------------------
 # In words, for `sockbox show`
 
 

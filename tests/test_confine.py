@@ -16,8 +16,6 @@ from pathlib import Path
 
 import pytest
 from helpers.running import SOCKBOX, Terminal, sockbox, write_profile
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import sandbox
 from sandbox import confine, filter
@@ -576,22 +574,6 @@ def test_command_line_paths_add_and_values_override():
     assert confine.with_command_line(None, Process(), [], [], {}) == (None, Process())
 
 
-paths = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), min_size=1)
-
-
-@settings(max_examples=200, deadline=None)
-@given(read=st.lists(paths, max_size=4), write=st.lists(paths, max_size=4),
-       with_filesystem=st.booleans(), signals=st.sampled_from(Signals),
-       cpu=st.none() | st.integers(1, 1 << 40), memory=st.none() | st.integers(1, (1 << 63) - 1),
-       processes=st.none() | st.integers(1, 1 << 20), open_files=st.none() | st.integers(1, 1 << 20))
-def test_the_sections_written_as_toml_load_back_the_same(read, write, with_filesystem, signals, cpu,
-                                                        memory, processes, open_files):
-    filesystem = Filesystem(tuple(Grant(p, "t.toml", f"filesystem.read[{i}]") for i, p in enumerate(read)),
-                            tuple(Grant(p, "t.toml", f"filesystem.write[{i}]") for i, p in enumerate(write)))
-    filesystem = filesystem if with_filesystem else None
-    process = Process(signals, cpu, memory, processes, open_files)
-    loaded = Profile.from_toml(confine.to_toml(filesystem, process), "t.toml")
-    assert (loaded.filesystem, loaded.process) == (filesystem, process)
 
 
 @pytest.mark.parametrize("version,problems", [
