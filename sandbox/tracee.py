@@ -294,7 +294,10 @@ class StopContext:
                 thread.pidfd = _ptrace.pidfd_open(self.tid, _ptrace.PIDFD_THREAD)
                 thread.pidfd_is_the_group = False
             except OSError:  # before Linux 6.9: a pidfd names the thread group
-                thread.pidfd = _ptrace.pidfd_open(procfs.thread_group(self.tid))
+                try:
+                    thread.pidfd = _ptrace.pidfd_open(procfs.thread_group(self.tid))
+                except ProcessLookupError:
+                    raise TraceeGone(self.tid) from None  # killed meanwhile
                 thread.pidfd_is_the_group = True
         return thread.pidfd
 
@@ -412,7 +415,10 @@ class StopContext:
         run with credentials that cannot open /proc/TID of a non-dumpable tracee)."""
         if link not in self._starts:
             flags = O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
-            self._starts[link] = self._keep(os.open(f"/proc/{self.tid}/{link}", flags))
+            try:
+                self._starts[link] = self._keep(os.open(f"/proc/{self.tid}/{link}", flags))
+            except (FileNotFoundError, ProcessLookupError):
+                raise TraceeGone(self.tid) from None  # killed meanwhile (its process ended)
         return self._starts[link]
 
     def _resolve_from(self, link: str) -> int:

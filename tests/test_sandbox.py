@@ -189,7 +189,7 @@ def test_a_bad_profile_is_refused_before_anything_runs(tmp_path):
     with pytest.raises(sandbox.ProfileError) as raised:
         sandbox.Sandbox(str(bad))
     assert (raised.value.file, raised.value.key) == (str(bad), "rule[1].port")
-    assert children() == before
+    assert children() <= before  # nothing started (an earlier test's closed box may still be ending)
 
 
 def test_a_closed_box_runs_nothing():
