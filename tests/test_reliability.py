@@ -501,3 +501,33 @@ def test_an_audit_log_whose_reader_is_gone_stops_the_sandbox(tmp_path):
     assert err.startswith(f"sockbox: cannot write the audit log to {fifo}: Broken pipe")
     assert "survived" not in out
     assert leftover(marker) == []
+
+
+VANISH_PROFILE = """
+[[rule]]
+calls = ["socket"]
+family = ["unix", "inet"]
+action = "allow"
+[[rule]]
+calls = ["connect"]
+path = ["/**"]
+action = "allow"
+[[rule]]
+calls = ["sendto"]
+address = ["127.0.0.1/32"]
+action = "allow"
+"""
+
+
+@pytest.mark.parametrize("bits", [64, 32])
+def test_a_process_ending_while_its_threads_are_stopped_leaves_the_sandbox_running(programs, tmp_path,
+                                                                                   bits):
+    # 1000 processes, each ended (exit_group) while eight threads make calls that stop
+    # at the supervisor (a unix path resolved from the thread's cwd, a judged sendto):
+    # each stop of a thread killed meanwhile is let go, and the sandbox goes on. It
+    # was an internal error (the cwd gone from /proc) that killed every process.
+    profile = write_profile(tmp_path, VANISH_PROFILE, name="vanish.toml")
+    script = (f"for i in $(seq 1000); do {programs('vanish', bits)} 9 $((i * 37 % 3000)) || exit 1; done; "
+              "echo done")
+    result = sockbox("run", "-q", "-p", profile, "--", "sh", "-c", script, timeout=300)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "done\n", "")
