@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from . import _ptrace
+from . import _ptrace, procfs
 from .abi import Abi, abi_of
 from .errors import TraceeGone
 
@@ -147,6 +147,8 @@ def freeze(caller: int, sharers: Iterable[int], still: Callable[[int], bool]) ->
             if pid:
                 frozen.held.append((pid, status))
                 running.remove(tid)
+            elif _ended(tid):
+                running.remove(tid)  # it never runs again; its end is reported as any other
         if running and time.monotonic() > deadline:
             frozen.stopped.difference_update(running)  # they stop when they can
             frozen.complete = False
@@ -154,3 +156,12 @@ def freeze(caller: int, sharers: Iterable[int], still: Callable[[int], bool]) ->
         if running:
             time.sleep(0.0001)
     return frozen
+
+
+def _ended(tid: int) -> bool:
+    """Whether a thread has ended (a zombie: a group leader whose process is exiting
+    waits so for its other threads, which may be the ones kept still) or is gone."""
+    try:
+        return procfs.status(tid).get("State", "Z")[:1] in ("Z", "X")
+    except OSError:
+        return True

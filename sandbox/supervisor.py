@@ -341,11 +341,16 @@ class Supervisor:
         assert self._freeze is not None
         held, self._freeze = self._freeze.held, None
         deferred, self._deferred = self._deferred, []
-        for pid, status in [*held, *deferred]:
+        pending, parked = [*held, *deferred], self._parked
+        for index, (pid, status) in enumerate(pending):
+            # Those still to be handled stay stopped meanwhile: a freeze that one of these
+            # stops makes must not wait for them to stop again (they never would).
+            self._parked = parked | {later for later, _ in pending[index + 1:]}
             try:
                 self.handle(pid, status)
             except TraceeGone:
                 pass
+        self._parked = parked
 
     def make_frozen(self, tid: int, thread: ThreadState, subject: Subject, abi: Abi, via: Via,
                     stop: StopContext, memory: _ptrace.TraceeMemory) -> None:
@@ -389,7 +394,7 @@ class Supervisor:
     def made_frozen(self, tid: int, thread: ThreadState) -> None:
         """At the exit of a call made while the others were kept still: every register
         as it was but the result (or the call made again, where a receive found nothing
-        after all), the file's flags as they were; the others go on."""
+        after all), the file's flags as they were; it goes on, then the others."""
         frozen, thread.frozen = thread.frozen, None
         assert frozen is not None
         result = _signed(_ptrace.registers(tid).rax)
@@ -403,6 +408,9 @@ class Supervisor:
             fcntl.fcntl(frozen.nonblocking, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
             os.close(frozen.nonblocking)
         _ptrace.set_registers(tid, regs)
+        # Resumed before the others are let go: a freeze that one of their held stops
+        # makes must see it run, and stop it, like any other.
+        _ptrace.cont(tid)
         if self._freeze is not None and self._freeze.caller == tid:
             self.thaw()
 
@@ -690,7 +698,6 @@ class Supervisor:
             return
         if thread is not None and thread.frozen is not None:
             self.made_frozen(tid, thread)
-            _ptrace.cont(tid)
             return
         if thread is not None and thread.rewritten is not None:
             _ptrace.restore_after_rewrite(tid, thread.rewritten)

@@ -1,11 +1,13 @@
 /* vanish: end a process while its threads are stopped at the supervisor.
  *
- *   vanish UDP_PORT MICROSECONDS
+ *   vanish MODE UDP_PORT MICROSECONDS
  *
- * Eight threads make socket calls that stop at the supervisor, without end: a connect
- * to a unix socket by a relative path (resolved from the thread's working directory),
- * a sendto naming 127.0.0.1:UDP_PORT, a new socket. After MICROSECONDS the main
- * thread ends the process (exit_group), so that its threads die in the middle of
+ * Sixteen threads make socket calls that stop at the supervisor, without end. MODE
+ * "paths": a connect to a unix socket by a relative path (resolved from the thread's
+ * working directory), a sendto naming 127.0.0.1:UDP_PORT, a new socket; "family": a
+ * send and a receive on one unix datagram socket pair (under a family rule, each
+ * keeps the other threads still while the kernel makes it). After MICROSECONDS the
+ * main thread ends the process (exit_group), so that its threads die in the middle of
  * their stops. Exits 0.
  */
 #define _GNU_SOURCE
@@ -19,8 +21,19 @@
 #include <unistd.h>
 
 static struct sockaddr_in udp_to;
+static int pair[2];
 
-static void *calls(void *unused) {
+static void *family(void *unused) {
+    (void)unused;
+    char byte;
+    for (;;) {
+        send(pair[0], "v", 1, MSG_DONTWAIT);
+        recv(pair[1], &byte, 1, MSG_DONTWAIT);
+    }
+    return NULL;
+}
+
+static void *paths(void *unused) {
     (void)unused;
     struct sockaddr_un path = {.sun_family = AF_UNIX};
     strcpy(path.sun_path, "no-such.sock");
@@ -36,14 +49,15 @@ static void *calls(void *unused) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3)
+    if (argc != 4)
         return 2;
     udp_to.sin_family = AF_INET;
-    udp_to.sin_port = htons(atoi(argv[1]));
+    udp_to.sin_port = htons(atoi(argv[2]));
     udp_to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    pthread_t threads[8];
-    for (int i = 0; i < 8; i++)
-        pthread_create(&threads[i], NULL, calls, NULL);
-    usleep(atoi(argv[2]));
+    socketpair(AF_UNIX, SOCK_DGRAM, 0, pair);
+    pthread_t threads[16];
+    for (int i = 0; i < 16; i++)
+        pthread_create(&threads[i], NULL, strcmp(argv[1], "family") == 0 ? family : paths, NULL);
+    usleep(atoi(argv[3]));
     _exit(0);
 }
