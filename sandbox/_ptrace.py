@@ -276,7 +276,8 @@ PIDFD_THREAD = os.O_EXCL  # Linux 6.9: a pidfd for one thread, with its own fd t
 
 
 def pidfd_open(pid: int, flags: int = 0) -> int:
-    return syscall("pidfd_open", pid, flags)
+    with _gone_as_tracee_gone(pid):
+        return syscall("pidfd_open", pid, flags)
 
 
 def pidfd_getfd(pidfd: int, fd: int) -> int:

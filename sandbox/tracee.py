@@ -294,10 +294,7 @@ class StopContext:
                 thread.pidfd = _ptrace.pidfd_open(self.tid, _ptrace.PIDFD_THREAD)
                 thread.pidfd_is_the_group = False
             except OSError:  # before Linux 6.9: a pidfd names the thread group
-                try:
-                    thread.pidfd = _ptrace.pidfd_open(procfs.thread_group(self.tid))
-                except ProcessLookupError:
-                    raise TraceeGone(self.tid) from None  # killed meanwhile
+                thread.pidfd = _ptrace.pidfd_open(procfs.thread_group(self.tid))
                 thread.pidfd_is_the_group = True
         return thread.pidfd
 
